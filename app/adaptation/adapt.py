@@ -1,0 +1,123 @@
+"""`adapt(spec, data, base_model_path, callbacks) -> AdaptationResult`: one adaptation job, no server needed."""
+
+from __future__ import annotations
+
+import random
+import resource
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from app.adaptation.callbacks import Callbacks, SilentCallbacks
+from app.adaptation.data import LabeledTexts, TaskData, stratified_split
+from app.adaptation.model import TextClassifier, count_parameters, load_pretrained_encoder
+from app.adaptation.strategies import STRATEGIES
+from app.adaptation.trainer import Trainer, evaluate
+from app.schemas.spec import JobSpec
+
+
+class InvalidTaskData(ValueError):
+    """The data cannot train this task (one class, labels unseen in training, ...)."""
+
+
+class BaseModelUnloadable(RuntimeError):
+    """The base model's directory does not hold a loadable encoder and tokenizer."""
+
+
+def load_base(path: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    try:
+        return load_pretrained_encoder(path), AutoTokenizer.from_pretrained(path)
+    except Exception as error:
+        raise BaseModelUnloadable(f"cannot load the base model: {type(error).__name__}: {error}") from error
+
+
+@dataclass
+class AdaptationResult:
+    model: TextClassifier
+    tokenizer: PreTrainedTokenizerBase
+    labels: list[str]
+    metrics: dict[str, Any]
+    trainable_params: int
+    total_params: int
+    train_seconds: float
+    peak_memory_bytes: int
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def split_validation(spec: JobSpec, data: TaskData) -> tuple[LabeledTexts, LabeledTexts, bool]:
+    """(train, validation, held_out): without a validation set, hold out a stratified share of train."""
+    if data.validation is not None:
+        return data.train, data.validation, False
+    train, validation = stratified_split(data.train, spec.data.validation_fraction, spec.training.seed)
+    return train, validation, True
+
+
+def check_labels(train: LabeledTexts, others: dict[str, LabeledTexts | None]) -> list[str]:
+    labels = sorted(set(train.labels))
+    if len(labels) < 2:
+        raise InvalidTaskData(f"the training data has only one class ({labels[0]!r}); need at least two")
+    for name, data in others.items():
+        unseen = sorted(set(data.labels) - set(labels)) if data is not None else []
+        if unseen:
+            raise InvalidTaskData(f"{name} has labels that train does not: {', '.join(map(repr, unseen[:10]))}")
+    return labels
+
+
+def adapt(
+    spec: JobSpec,
+    data: TaskData,
+    base_model_path: Path,
+    callbacks: Callbacks | None = None,
+    progress_interval: float = 1.0,
+) -> AdaptationResult:
+    callbacks = callbacks or SilentCallbacks()
+    train, validation, held_out = split_validation(spec, data)
+    labels = check_labels(train, {"validation": validation, "test": data.test})
+    seed_everything(spec.training.seed)
+    device = pick_device()
+    encoder, tokenizer = load_base(base_model_path)
+    model = TextClassifier(encoder, spec.model, len(labels))
+    STRATEGIES.get(spec.optimization.train)(model)
+    model.to(device)
+    trainable, total = count_parameters(model)
+    callbacks.on_event(
+        "training_started",
+        f"{len(train)} train / {len(validation)} validation examples on {device.type}",
+        {"train_examples": len(train), "validation_examples": len(validation),
+         "validation_held_out_from_train": held_out, "labels": labels, "device": device.type},
+    )
+    started = time.monotonic()
+    outcome = Trainer(model, tokenizer, labels, spec, callbacks, progress_interval).fit(train, validation)
+    train_seconds = time.monotonic() - started
+    metrics: dict[str, Any] = {
+        **outcome.best_metrics,
+        "best_epoch": outcome.best_epoch,
+        "validation_held_out_from_train": held_out,
+        "stopped_early": outcome.stopped_early,
+        "history": outcome.history,
+    }
+    if data.test is not None:
+        metrics["test"] = evaluate(model, tokenizer, data.test, labels, spec.training.max_length)
+    return AdaptationResult(
+        model.cpu(), tokenizer, labels, metrics, trainable, total, train_seconds, _peak_memory(device)
+    )
+
+
+def _peak_memory(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB

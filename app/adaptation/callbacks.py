@@ -1,0 +1,47 @@
+"""How the engine reports to whoever runs it (the worker, a test, a notebook) and learns to stop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Progress:
+    stage: str
+    epoch: int
+    epochs: int
+    step: int
+    total_steps: int
+    elapsed_seconds: float
+    loss: float | None = None
+    learning_rate: float | None = None
+
+    @property
+    def fraction(self) -> float:
+        return self.step / self.total_steps if self.total_steps else 0.0
+
+
+class Callbacks(Protocol):
+    def on_progress(self, progress: Progress) -> None: ...
+
+    def on_event(self, kind: str, message: str, data: dict[str, Any]) -> None: ...
+
+    def should_stop(self) -> bool: ...
+
+
+class SilentCallbacks:
+    """For runs nobody watches."""
+
+    def on_progress(self, progress: Progress) -> None:
+        pass
+
+    def on_event(self, kind: str, message: str, data: dict[str, Any]) -> None:
+        pass
+
+    def should_stop(self) -> bool:
+        return False
+
+
+class Cancelled(Exception):
+    """Raised inside the training loop when the caller asked it to stop."""

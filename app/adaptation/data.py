@@ -1,0 +1,112 @@
+"""Task data, the stratified hold-out split, tokenisation and length-grouped dynamic-padding batches."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+
+@dataclass(frozen=True)
+class LabeledTexts:
+    texts: list[str]
+    labels: list[str]
+
+    def __post_init__(self) -> None:
+        if len(self.texts) != len(self.labels):
+            raise ValueError("texts and labels differ in length")
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def subset(self, indices: Sequence[int]) -> LabeledTexts:
+        return LabeledTexts([self.texts[i] for i in indices], [self.labels[i] for i in indices])
+
+
+@dataclass(frozen=True)
+class TaskData:
+    train: LabeledTexts
+    validation: LabeledTexts | None = None
+    test: LabeledTexts | None = None
+
+
+def stratified_split(
+    data: LabeledTexts, fraction: float, seed: int
+) -> tuple[LabeledTexts, LabeledTexts]:
+    """Hold out `fraction` of every class (at least one example of each class that has two)."""
+    by_label: dict[str, list[int]] = defaultdict(list)
+    for index, label in enumerate(data.labels):
+        by_label[label].append(index)
+    rng = random.Random(seed)
+    held: list[int] = []
+    for label in sorted(by_label):
+        indices = by_label[label]
+        rng.shuffle(indices)
+        take = min(len(indices) - 1, max(1, round(len(indices) * fraction)))
+        held.extend(indices[:take])
+    held_set = set(held)
+    kept = [i for i in range(len(data)) if i not in held_set]
+    return data.subset(kept), data.subset(sorted(held))
+
+
+def encode(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int) -> list[list[int]]:
+    """Token ids per text, cut to max_length; padding happens per batch."""
+    return tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+
+
+@dataclass(frozen=True)
+class Batch:
+    indices: list[int]
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    labels: torch.Tensor | None
+
+
+class Batches:
+    """Batches padded only to their own longest text.
+
+    Training order is shuffled, then sorted by length inside windows of 50 batches, so a batch
+    holds texts of similar length (little padding) while the epoch stays random.
+    """
+
+    window = 50
+
+    def __init__(self, ids: list[list[int]], labels: list[int] | None, batch_size: int, pad_id: int):
+        self.ids, self.labels, self.batch_size, self.pad_id = ids, labels, batch_size, pad_id
+
+    def __len__(self) -> int:
+        return (len(self.ids) + self.batch_size - 1) // self.batch_size
+
+    def training_order(self, rng: random.Random) -> Iterator[Batch]:
+        order = list(range(len(self.ids)))
+        rng.shuffle(order)
+        span = self.batch_size * self.window
+        groups: list[list[int]] = []
+        for start in range(0, len(order), span):
+            window = sorted(order[start : start + span], key=lambda i: len(self.ids[i]))
+            groups.extend(window[j : j + self.batch_size] for j in range(0, len(window), self.batch_size))
+        rng.shuffle(groups)
+        return (self.collate(group) for group in groups)
+
+    def by_length(self) -> Iterator[Batch]:
+        """Evaluation order: longest first, so memory peaks at once and the rest pads little."""
+        order = sorted(range(len(self.ids)), key=lambda i: -len(self.ids[i]))
+        for start in range(0, len(order), self.batch_size):
+            yield self.collate(order[start : start + self.batch_size])
+
+    def collate(self, indices: list[int]) -> Batch:
+        width = max(len(self.ids[i]) for i in indices)
+        input_ids = torch.full((len(indices), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(indices), width), dtype=torch.long)
+        for row, i in enumerate(indices):
+            seq = self.ids[i]
+            input_ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+            mask[row, : len(seq)] = 1
+        labels = None
+        if self.labels is not None:
+            labels = torch.tensor([self.labels[i] for i in indices], dtype=torch.long)
+        return Batch(indices, input_ids, mask, labels)

@@ -1,0 +1,12 @@
+"""Dropout then one linear layer: the classifier of Devlin et al. (2019)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from app.adaptation.heads import HEADS
+
+
+@HEADS.register("linear")
+def linear(in_features: int, num_labels: int, dropout: float) -> nn.Module:
+    return nn.Sequential(nn.Dropout(dropout), nn.Linear(in_features, num_labels))

@@ -1,0 +1,24 @@
+"""Service errors and an unreachable database -> JSON errors with one clear `detail`."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+
+from app.services.errors import Conflict, InvalidInput, NotFound, ServiceError, TooLarge, Unavailable
+
+STATUS = {NotFound: 404, Conflict: 409, InvalidInput: 422, TooLarge: 413, Unavailable: 503}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ServiceError)
+    async def service_error(_request: Request, error: ServiceError) -> JSONResponse:
+        return JSONResponse({"detail": error.message}, status_code=STATUS.get(type(error), 400))
+
+    @app.exception_handler(OperationalError)
+    async def database_down(_request: Request, _error: OperationalError) -> JSONResponse:
+        return JSONResponse(
+            {"detail": "the database is unreachable; try again shortly"},
+            status_code=503, headers={"Retry-After": "5"},
+        )

@@ -1,0 +1,84 @@
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Query, Request
+
+from app.api.deps import CatalogDep, SessionDep, StoreDep, TenantDep
+from app.db.models import Job, utcnow
+from app.schemas.resources import JobCreated, JobEventPublic, JobEventsPublic, JobPublic, JobsPublic, Timings
+from app.services import jobs as service
+from worker.celery_app import TRAIN_TASK
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    return None if start is None or end is None else round((end - start).total_seconds(), 3)
+
+
+def job_public(job: Job) -> JobPublic:
+    now = utcnow()
+    train_seconds = job.train_seconds
+    if train_seconds is None and job.status == "running":
+        train_seconds = _seconds(job.started_at, now)
+    timings = Timings(
+        queued_seconds=_seconds(job.created_at, job.started_at or job.finished_at or now),
+        train_seconds=train_seconds,
+        total_seconds=_seconds(job.created_at, job.finished_at or now),
+    )
+    return JobPublic(
+        id=job.id, status=job.status, recipe=job.spec["recipe"], base_model=job.spec["base_model"],
+        spec=job.spec, progress=job.progress, metrics=job.metrics, timings=timings,
+        attempts=job.attempts, cancel_requested=job.cancel_requested, model_id=job.model_id,
+        error=job.error, created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
+    )
+
+
+@router.post("", status_code=202, response_model=JobCreated)
+def create_job(
+    request: Request,
+    session: SessionDep,
+    store: StoreDep,
+    catalog: CatalogDep,
+    tenant: TenantDep,
+    spec: Annotated[dict[str, Any], Body(description="A job spec; see JobSpec in the README.")],
+) -> JobCreated:
+    """Validate the spec (laid over its recipe), store it expanded, and queue the job."""
+    celery, queue = request.app.state.celery, request.app.state.settings.queue
+
+    def enqueue(job_id: str) -> None:
+        celery.send_task(TRAIN_TASK, args=[job_id], queue=queue)
+
+    job = service.create_job(session, store, catalog, enqueue, tenant_id=tenant.id, raw=spec)
+    return JobCreated(id=job.id, status=job.status)
+
+
+@router.get("", response_model=JobsPublic)
+def list_jobs(
+    session: SessionDep, tenant: TenantDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50, offset: Annotated[int, Query(ge=0)] = 0,
+    status: Status | None = None,
+) -> JobsPublic:
+    """Newest first."""
+    items, total = service.list_jobs(session, tenant_id=tenant.id, limit=limit, offset=offset, status=status)
+    return JobsPublic(items=[job_public(j) for j in items], total=total, limit=limit, offset=offset)
+
+
+@router.get("/{job_id}", response_model=JobPublic)
+def get_job(job_id: str, session: SessionDep, tenant: TenantDep) -> JobPublic:
+    return job_public(service.get_job(session, tenant_id=tenant.id, job_id=job_id))
+
+
+@router.get("/{job_id}/events", response_model=JobEventsPublic)
+def list_events(job_id: str, session: SessionDep, tenant: TenantDep) -> JobEventsPublic:
+    """What happened to the job, oldest first."""
+    events = service.list_events(session, tenant_id=tenant.id, job_id=job_id)
+    return JobEventsPublic(items=[JobEventPublic.model_validate(e) for e in events])
+
+
+@router.post("/{job_id}/cancel", response_model=JobPublic)
+def cancel_job(job_id: str, session: SessionDep, tenant: TenantDep) -> JobPublic:
+    """A queued job ends `cancelled` at once; a running one stops within seconds."""
+    return job_public(service.cancel_job(session, tenant_id=tenant.id, job_id=job_id))

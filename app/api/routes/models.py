@@ -1,0 +1,50 @@
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+
+from app.api.deps import SessionDep, SettingsDep, StoreDep, TenantDep, get_model_cache
+from app.schemas.resources import ModelPublic, ModelsPublic, PredictRequest, PredictResponse
+from app.services import models as service
+from app.services.errors import InvalidInput
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+
+@router.get("", response_model=ModelsPublic)
+def list_models(
+    session: SessionDep, tenant: TenantDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50, offset: Annotated[int, Query(ge=0)] = 0,
+) -> ModelsPublic:
+    items, total = service.list_models(session, tenant_id=tenant.id, limit=limit, offset=offset)
+    return ModelsPublic(items=items, total=total, limit=limit, offset=offset)
+
+
+@router.get("/{model_id}", response_model=ModelPublic)
+def get_model(model_id: str, session: SessionDep, tenant: TenantDep) -> ModelPublic:
+    """The model's card: base model, expanded spec, labels, metrics and trade-offs."""
+    return ModelPublic.model_validate(service.get_model(session, tenant_id=tenant.id, model_id=model_id))
+
+
+@router.delete("/{model_id}", status_code=204)
+def delete_model(
+    model_id: str, session: SessionDep, store: StoreDep, tenant: TenantDep,
+    cache: Annotated[Any, Depends(get_model_cache)],
+) -> None:
+    service.delete_model(session, store, tenant_id=tenant.id, model_id=model_id)
+    cache.evict(model_id)
+
+
+@router.post("/{model_id}/predict", response_model=PredictResponse)
+def predict(
+    model_id: str, body: PredictRequest, session: SessionDep, store: StoreDep, tenant: TenantDep,
+    settings: SettingsDep, cache: Annotated[Any, Depends(get_model_cache)],
+) -> PredictResponse:
+    """Labels and class probabilities for each input text, in order."""
+    if len(body.inputs) > settings.max_predict_inputs:
+        raise InvalidInput(f"inputs: at most {settings.max_predict_inputs} texts per request, got {len(body.inputs)}")
+    model = service.get_model(session, tenant_id=tenant.id, model_id=model_id)
+    session.close()  # release the connection before the forward pass
+    from app.serving.predictor import predict as run_predict  # torch loads on first use
+
+    loaded = cache.get(model.id, store.model_dir(model.id))
+    return PredictResponse(predictions=run_predict(loaded, body.inputs))

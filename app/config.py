@@ -1,0 +1,53 @@
+"""Every setting of the service, declared once and read from THAW_* environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="THAW_", extra="ignore")
+
+    host: str = Field("127.0.0.1", description="Address the API listens on.")
+    port: int = Field(8000, description="Port the API listens on.")
+    var_dir: Path = Field(Path("var"), description="Where the embedded defaults keep their files.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default: a SQLite file under var_dir."
+    )
+    broker_url: str | None = Field(
+        None, description="Celery broker URL; default: a SQLite-backed broker under var_dir."
+    )
+    queue: str = Field("thaw", description="Celery queue that training jobs go to.")
+    artifacts_dir: Path | None = Field(None, description="Artifact store; default: var_dir/artifacts.")
+    base_models: dict[str, Path] = Field(
+        default_factory=dict,
+        description="Extra catalog entries, id -> local directory in Hugging Face format (JSON object).",
+    )
+    max_upload_bytes: int = Field(100 * 1024 * 1024, description="Largest dataset upload accepted.")
+    model_cache_size: int = Field(4, description="How many trained models serving keeps loaded.")
+    max_predict_inputs: int = Field(256, description="Most texts one predict request may carry.")
+    progress_interval_seconds: float = Field(
+        1.0, description="How often a running job writes progress and checks for cancellation."
+    )
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.var_dir / 'thaw.sqlite').resolve()}"
+
+    @property
+    def resolved_broker_url(self) -> str:
+        # kombu's SQLAlchemy transport: an embedded broker that needs no server.
+        return self.broker_url or f"sqla+sqlite:///{(self.var_dir / 'broker.sqlite').resolve()}"
+
+    @property
+    def resolved_artifacts_dir(self) -> Path:
+        return (self.artifacts_dir or self.var_dir / "artifacts").resolve()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""Pydantic models: the job spec (validated at the edge) and the API's request/response shapes."""

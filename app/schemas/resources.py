@@ -1,0 +1,130 @@
+"""Request and response bodies of the HTTP API (one pattern per resource: XPublic, XsPublic)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Public(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class Page(Public):
+    total: int = Field(description="How many items match, over all pages.")
+    limit: int
+    offset: int
+
+
+class BaseModelPublic(Public):
+    id: str
+    architecture: str | None
+    model_type: str | None
+    layers: int | None
+    hidden_size: int | None
+    vocab_size: int | None
+    max_position_embeddings: int | None
+
+
+class BaseModelsPublic(Public):
+    items: list[BaseModelPublic]
+
+
+class DatasetPublic(Public):
+    id: str
+    name: str
+    filename: str
+    format: str
+    rows: int
+    columns: list[str]
+    text_field: str
+    label_field: str | None = Field(description="Label column; null for an unlabeled dataset.")
+    label_counts: dict[str, int] | None
+    size_bytes: int
+    sha256: str
+    created_at: datetime
+
+
+class DatasetsPublic(Page):
+    items: list[DatasetPublic]
+
+
+class JobCreated(Public):
+    id: str
+    status: str
+
+
+class Timings(Public):
+    queued_seconds: float | None
+    train_seconds: float | None
+    total_seconds: float | None
+
+
+class JobPublic(Public):
+    id: str
+    status: str = Field(description="queued, running, succeeded, failed or cancelled.")
+    recipe: str
+    base_model: str
+    spec: dict[str, Any] = Field(description="The fully expanded spec the job runs with.")
+    progress: dict[str, Any] | None
+    metrics: dict[str, Any] | None
+    timings: Timings
+    attempts: int
+    cancel_requested: bool
+    model_id: str | None
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class JobsPublic(Page):
+    items: list[JobPublic]
+
+
+class JobEventPublic(Public):
+    id: int
+    at: datetime
+    kind: str
+    message: str
+    data: dict[str, Any] | None
+
+
+class JobEventsPublic(Public):
+    items: list[JobEventPublic]
+
+
+class ModelPublic(Public):
+    id: str
+    job_id: str
+    base_model: str
+    spec: dict[str, Any]
+    labels: list[str]
+    metrics: dict[str, Any]
+    trainable_params: int
+    total_params: int
+    artifact_bytes: int
+    peak_memory_bytes: int | None
+    train_seconds: float | None
+    created_at: datetime
+
+
+class ModelsPublic(Page):
+    items: list[ModelPublic]
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    inputs: list[str] = Field(min_length=1, description="Texts to classify.")
+
+
+class Prediction(Public):
+    label: str
+    score: float
+    scores: dict[str, float]
+
+
+class PredictResponse(Public):
+    predictions: list[Prediction]

@@ -1,0 +1,141 @@
+"""Jobs: submit (validate everything, store the expanded spec, enqueue), look up, list, cancel."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.catalog import Catalog, UnknownBaseModel
+from app.db.models import Job, JobEvent, new_id, utcnow
+from app.schemas.recipes import UnknownRecipe, expand
+from app.schemas.spec import JobSpec
+from app.services.datasets import check_columns, get_dataset
+from app.services.errors import Conflict, InvalidInput, NotFound, Unavailable
+from app.storage.artifacts import LocalArtifactStore
+
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+class Enqueue(Protocol):
+    def __call__(self, job_id: str) -> None: ...
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "spec"
+        parts.append(f"{where}: {item['msg']}")
+    return "invalid job spec: " + "; ".join(parts)
+
+
+def validate_spec(raw: Any) -> JobSpec:
+    if not isinstance(raw, dict):
+        raise InvalidInput("the job spec must be a JSON object")
+    try:
+        return expand(raw)
+    except UnknownRecipe as error:
+        raise InvalidInput(str(error)) from None
+    except ValidationError as error:
+        raise InvalidInput(describe_validation_error(error)) from None
+
+
+def check_data(session: Session, store: LocalArtifactStore, spec: JobSpec, tenant_id: str) -> None:
+    """Every dataset is the tenant's, has the fields, and train has at least two classes."""
+    refs = {"data.train": spec.data.train, "data.validation": spec.data.validation, "data.test": spec.data.test}
+    for field, dataset_id in refs.items():
+        if dataset_id is None:
+            continue
+        try:
+            dataset = get_dataset(session, tenant_id=tenant_id, dataset_id=dataset_id)
+        except NotFound:
+            raise InvalidInput(f"{field}: dataset {dataset_id!r} not found") from None
+        check_columns(store, dataset, text_field=spec.text_field, label_field=spec.label_field)
+        if field == "data.train":
+            classes = _classes(store, dataset, spec.label_field)
+            if len(classes) < 2:
+                raise InvalidInput(
+                    f"data.train: dataset {dataset_id!r} has only one class in {spec.label_field!r} "
+                    f"({', '.join(classes)}); a classifier needs at least two"
+                )
+
+
+def _classes(store: LocalArtifactStore, dataset: Any, label_field: str) -> list[str]:
+    if dataset.label_field == label_field and dataset.label_counts is not None:
+        return sorted(dataset.label_counts)
+    return sorted(Counter(row[label_field] for row in store.read_dataset(dataset.id)))
+
+
+def create_job(
+    session: Session, store: LocalArtifactStore, catalog: Catalog, enqueue: Enqueue, *, tenant_id: str, raw: Any
+) -> Job:
+    spec = validate_spec(raw)
+    try:
+        catalog.get(spec.base_model)
+    except UnknownBaseModel as error:
+        raise InvalidInput(f"base_model: {error.args[0]}") from None
+    check_data(session, store, spec, tenant_id)
+    job = Job(id=new_id("job"), tenant_id=tenant_id, status="queued", spec=spec.model_dump(mode="json"))
+    session.add(job)
+    add_event(session, job.id, "queued", f"recipe {spec.recipe!r} on {spec.base_model!r}")
+    session.commit()  # the worker must find the row when the message arrives
+    try:
+        enqueue(job.id)
+    except Exception as error:
+        session.delete(job)
+        session.commit()
+        raise Unavailable(f"the job queue is unreachable ({type(error).__name__}); nothing was created") from None
+    return job
+
+
+def add_event(session: Session, job_id: str, kind: str, message: str, data: dict[str, Any] | None = None) -> None:
+    session.add(JobEvent(job_id=job_id, kind=kind, message=message, data=data))
+
+
+def get_job(session: Session, *, tenant_id: str, job_id: str) -> Job:
+    job = session.get(Job, job_id)
+    if job is None or job.tenant_id != tenant_id:
+        raise NotFound(f"job {job_id!r} not found")
+    return job
+
+
+def list_jobs(
+    session: Session, *, tenant_id: str, limit: int, offset: int, status: str | None = None
+) -> tuple[list[Job], int]:
+    query = select(Job).where(Job.tenant_id == tenant_id)
+    if status is not None:
+        query = query.where(Job.status == status)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    items = session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit).offset(offset))
+    return list(items), total
+
+
+def list_events(session: Session, *, tenant_id: str, job_id: str) -> list[JobEvent]:
+    get_job(session, tenant_id=tenant_id, job_id=job_id)
+    return list(session.scalars(select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id)))
+
+
+def cancel_job(session: Session, *, tenant_id: str, job_id: str) -> Job:
+    """A queued job is cancelled at once; a running one is flagged and its training loop stops."""
+    job = get_job(session, tenant_id=tenant_id, job_id=job_id)
+    if job.status in FINISHED:
+        raise Conflict(f"job {job_id!r} is already {job.status}")
+    # Conditional updates: the worker may claim or finish the job between our read and write.
+    now = utcnow()
+    cancelled = session.execute(
+        Job.__table__.update()
+        .where(Job.id == job_id, Job.status == "queued")
+        .values(status="cancelled", cancel_requested=True, finished_at=now)
+    ).rowcount
+    if not cancelled:
+        session.execute(
+            Job.__table__.update().where(Job.id == job_id, Job.status == "running").values(cancel_requested=True)
+        )
+    add_event(session, job_id, "cancelled" if cancelled else "cancel_requested",
+              "cancelled before it started" if cancelled else "cancellation requested; stopping at the next step")
+    session.commit()
+    session.refresh(job)
+    return job

@@ -1,0 +1,31 @@
+"""Trained models: look up, list, delete (row and artifact)."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.db.models import Model
+from app.services.errors import NotFound
+from app.storage.artifacts import LocalArtifactStore
+
+
+def get_model(session: Session, *, tenant_id: str, model_id: str) -> Model:
+    model = session.get(Model, model_id)
+    if model is None or model.tenant_id != tenant_id:
+        raise NotFound(f"model {model_id!r} not found")
+    return model
+
+
+def list_models(session: Session, *, tenant_id: str, limit: int, offset: int) -> tuple[list[Model], int]:
+    query = select(Model).where(Model.tenant_id == tenant_id)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    items = session.scalars(query.order_by(Model.created_at.desc(), Model.id.desc()).limit(limit).offset(offset))
+    return list(items), total
+
+
+def delete_model(session: Session, store: LocalArtifactStore, *, tenant_id: str, model_id: str) -> None:
+    model = get_model(session, tenant_id=tenant_id, model_id=model_id)
+    session.delete(model)
+    session.commit()  # the row goes first: a failed commit must not leave a row without its files
+    store.delete_model(model_id)

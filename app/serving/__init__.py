@@ -1,0 +1,1 @@
+"""Serving trained models: a bounded cache of loaded models and batched prediction."""

@@ -1,0 +1,48 @@
+"""Load trained models on demand (LRU-bounded) and predict labels with their probabilities."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from app.adaptation import LoadedClassifier, load_classifier, predict_proba
+
+
+class ModelCache:
+    """At most `capacity` loaded models; the least recently used is dropped first."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._models: OrderedDict[str, LoadedClassifier] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, model_id: str, directory: Path) -> LoadedClassifier:
+        with self._lock:
+            if model_id in self._models:
+                self._models.move_to_end(model_id)
+                return self._models[model_id]
+            loaded = load_classifier(directory)
+            self._models[model_id] = loaded
+            while len(self._models) > self.capacity:
+                self._models.popitem(last=False)
+            return loaded
+
+    def evict(self, model_id: str) -> None:
+        with self._lock:
+            self._models.pop(model_id, None)
+
+
+def predict(loaded: LoadedClassifier, texts: Sequence[str]) -> list[dict[str, Any]]:
+    probabilities = predict_proba(loaded.model, loaded.tokenizer, texts, loaded.max_length)
+    predictions = []
+    for row in probabilities.tolist():
+        best = max(range(len(row)), key=row.__getitem__)
+        predictions.append({
+            "label": loaded.labels[best],
+            "score": row[best],
+            "scores": dict(zip(loaded.labels, row, strict=True)),
+        })
+    return predictions

@@ -1,0 +1,67 @@
+"""A whole service per backend: migrated database, broker, a real worker process, an HTTP client."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.api.main import create_app
+from app.config import Settings
+from tests.conftest import build_settings, fresh_database
+from tests.utils.services import WorkerProcess, auth, new_key
+
+FINISHED = {"succeeded", "failed", "cancelled"}
+
+
+@dataclass
+class Service:
+    settings: Settings
+    client: TestClient
+    headers: dict[str, str]
+    worker: WorkerProcess
+
+    def wait(self, job_id: str, until: set[str] = FINISHED, timeout: float = 180) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = self.client.get(f"/v1/jobs/{job_id}", headers=self.headers).json()
+            if job["status"] in until:
+                return job
+            time.sleep(0.2)
+        raise AssertionError(f"job {job_id} still {job['status']} after {timeout}s:\n"
+                             f"{self.worker.log_path.read_text()[-3000:]}")
+
+
+def broken_model(directory: Path) -> Path:
+    """A catalog entry whose weights are not a model: training must fail and say why."""
+    directory.mkdir()
+    (directory / "config.json").write_text(json.dumps({"model_type": "bert", "hidden_size": 32}))
+    (directory / "model.safetensors").write_bytes(b"this is not a safetensors file")
+    return directory
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def service(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+            tiny_model_dir: Path) -> Iterator[Service]:
+    root = tmp_path_factory.mktemp(f"service-{request.param}")
+    models = {"tiny-bert": tiny_model_dir, "broken": broken_model(root / "broken")}
+    if request.param == "sqlite":
+        yield from _run(build_settings(root / "var", models))
+    else:
+        with fresh_database(request.getfixturevalue("postgres_server")) as url:
+            yield from _run(build_settings(root / "var", models, url, request.getfixturevalue("redis_server")))
+
+
+def _run(settings: Settings) -> Iterator[Service]:
+    worker = WorkerProcess(settings)
+    try:
+        worker.wait_ready()
+        with TestClient(create_app(settings)) as client:
+            yield Service(settings, client, auth(new_key(settings)), worker)
+    finally:
+        worker.stop()

@@ -1,0 +1,132 @@
+"""Upload, submit, poll, predict over HTTP, with a real worker process training a tiny model."""
+
+import pytest
+
+from tests.e2e.conftest import Service
+from tests.utils.data import as_csv, sentiment
+
+pytestmark = pytest.mark.slow
+
+TEST_SET = sentiment(60, seed=9)
+
+
+def upload(service: Service, name: str, content: bytes) -> str:
+    response = service.client.post("/v1/datasets", headers=service.headers, files={"file": (name, content)})
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def submit(service: Service, spec: dict) -> str:
+    response = service.client.post("/v1/jobs", headers=service.headers, json=spec)
+    assert response.status_code == 202, response.text
+    return response.json()["id"]
+
+
+@pytest.fixture(scope="module")
+def finished(service: Service) -> dict:
+    train = upload(service, "train.csv", as_csv(sentiment(300, seed=1)))
+    test = upload(service, "test.csv", as_csv(TEST_SET))
+    job_id = submit(service, {"base_model": "tiny-bert", "data": {"train": train, "test": test},
+                              "training": {"epochs": 4, "learning_rate": 1e-3, "batch_size": 16}})
+    return service.wait(job_id)
+
+
+def test_the_job_succeeds_with_metrics_progress_and_timings(service, finished):
+    assert finished["status"] == "succeeded", finished["error"]
+    assert finished["attempts"] == 1 and finished["error"] is None
+    assert finished["metrics"]["accuracy"] >= 0.9
+    assert set(finished["metrics"]["per_class"]) == {"negative", "positive"}
+    assert [h["epoch"] for h in finished["metrics"]["history"]] == [1, 2, 3, 4]
+    assert finished["progress"]["stage"] == "done" and finished["progress"]["fraction"] == 1.0
+    assert finished["progress"]["total_steps"] == 4 * 17  # 270 train examples (10% held out) / 16
+    timings = finished["timings"]
+    assert 0 < timings["train_seconds"] < timings["total_seconds"]
+    assert timings["queued_seconds"] >= 0
+
+
+def test_events_tell_the_story_in_order(service, finished):
+    events = service.client.get(f"/v1/jobs/{finished['id']}/events", headers=service.headers).json()["items"]
+    assert [e["kind"] for e in events] == [
+        "queued", "started", "training_started", *["evaluated"] * 4, "succeeded"]
+    assert events[-1]["data"]["model_id"] == finished["model_id"]
+
+
+def test_predictions_match_the_reported_test_accuracy(service, finished):
+    response = service.client.post(f"/v1/models/{finished['model_id']}/predict", headers=service.headers,
+                                   json={"inputs": TEST_SET.texts})
+    assert response.status_code == 200
+    predictions = response.json()["predictions"]
+    assert len(predictions) == len(TEST_SET)
+    for p in predictions:
+        assert set(p["scores"]) == {"negative", "positive"}
+        assert sum(p["scores"].values()) == pytest.approx(1.0, abs=1e-5)
+        assert p["score"] == max(p["scores"].values()) and p["scores"][p["label"]] == p["score"]
+    correct = sum(p["label"] == gold for p, gold in zip(predictions, TEST_SET.labels, strict=True))
+    assert correct / len(TEST_SET) == finished["metrics"]["test"]["accuracy"]
+
+
+def test_the_model_card(service, finished):
+    card = service.client.get(f"/v1/models/{finished['model_id']}", headers=service.headers).json()
+    assert card["job_id"] == finished["id"] and card["base_model"] == "tiny-bert"
+    assert card["labels"] == ["negative", "positive"] and card["spec"] == finished["spec"]
+    assert card["metrics"]["accuracy"] == finished["metrics"]["accuracy"]
+    assert card["trainable_params"] == card["total_params"] > 900_000  # fine-tuning trains everything
+    directory = service.settings.resolved_artifacts_dir / "models" / card["id"]
+    assert card["artifact_bytes"] == sum(f.stat().st_size for f in directory.rglob("*") if f.is_file())
+    listed = service.client.get("/v1/models", headers=service.headers).json()["items"]
+    assert card["id"] in [m["id"] for m in listed]
+
+
+def test_bad_predict_requests(service, finished):
+    url = f"/v1/models/{finished['model_id']}/predict"
+    assert service.client.post(url, headers=service.headers, json={"inputs": []}).status_code == 422
+    assert service.client.post(url, headers=service.headers, json={"texts": ["a"]}).status_code == 422
+    too_many = service.client.post(url, headers=service.headers, json={"inputs": ["a"] * 257})
+    assert too_many.status_code == 422 and "at most 256 texts" in too_many.json()["detail"]
+    other = auth_for(service, "intruder")
+    assert service.client.post(url, headers=other, json={"inputs": ["a"]}).status_code == 404
+
+
+def auth_for(service: Service, tenant: str) -> dict[str, str]:
+    from tests.utils.services import auth, new_key
+
+    return auth(new_key(service.settings, tenant))
+
+
+def test_a_running_job_cancels_within_seconds_and_makes_no_model(service):
+    import time
+
+    train = upload(service, "long.csv", as_csv(sentiment(200, seed=4)))
+    job_id = submit(service, {"base_model": "tiny-bert", "data": {"train": train},
+                              "training": {"epochs": 100, "batch_size": 8}})
+    running = service.wait(job_id, until={"running"}, timeout=120)
+    assert running["status"] == "running"
+    models_before = service.client.get("/v1/models", headers=service.headers).json()["total"]
+    asked = time.monotonic()
+    assert service.client.post(f"/v1/jobs/{job_id}/cancel", headers=service.headers).status_code == 200
+    job = service.wait(job_id, timeout=30)
+    assert job["status"] == "cancelled" and job["model_id"] is None
+    assert time.monotonic() - asked < 10
+    assert service.client.get("/v1/models", headers=service.headers).json()["total"] == models_before
+    kinds = [e["kind"] for e in service.client.get(f"/v1/jobs/{job_id}/events", headers=service.headers).json()["items"]]
+    assert kinds[-2:] == ["cancel_requested", "cancelled"]
+
+
+def test_a_job_whose_worker_raises_ends_failed_with_the_reason(service):
+    train = upload(service, "ok.csv", as_csv(sentiment(40, seed=5)))
+    job_id = submit(service, {"base_model": "broken", "data": {"train": train}})
+    job = service.wait(job_id, timeout=120)
+    assert job["status"] == "failed"
+    assert job["error"].startswith("BaseModelUnloadable: cannot load the base model: SafetensorError")
+    assert job["finished_at"] is not None and job["model_id"] is None
+    last = service.client.get(f"/v1/jobs/{job_id}/events", headers=service.headers).json()["items"][-1]
+    assert last["kind"] == "failed" and "Traceback" in last["data"]["detail"]
+
+
+def test_deleting_a_model_removes_it_everywhere(service, finished):
+    model_id = finished["model_id"]
+    assert service.client.delete(f"/v1/models/{model_id}", headers=service.headers).status_code == 204
+    assert service.client.get(f"/v1/models/{model_id}", headers=service.headers).status_code == 404
+    gone = service.client.post(f"/v1/models/{model_id}/predict", headers=service.headers, json={"inputs": ["a"]})
+    assert gone.status_code == 404
+    assert not (service.settings.resolved_artifacts_dir / "models" / model_id).exists()

@@ -1,0 +1,36 @@
+"""Small synthetic text classification tasks a tiny model can learn in seconds."""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+
+from app.adaptation import LabeledTexts
+
+WORDS = {
+    "positive": ["great", "wonderful", "good", "lovely", "excellent"],
+    "negative": ["awful", "terrible", "bad", "horrid", "dreadful"],
+}
+FILLER = ["the", "movie", "plot", "was", "really", "quite", "and", "long", "short", "acting"]
+
+
+def sentiment(n: int, seed: int = 0) -> LabeledTexts:
+    """Each text holds one cue word of its class among filler words: separable, not trivial."""
+    rng = random.Random(seed)
+    texts, labels = [], []
+    for _ in range(n):
+        label = rng.choice(sorted(WORDS))
+        words = rng.sample(FILLER, rng.randint(2, 8)) + [rng.choice(WORDS[label])]
+        rng.shuffle(words)
+        texts.append(" ".join(words))
+        labels.append(label)
+    return LabeledTexts(texts, labels)
+
+
+def as_csv(data: LabeledTexts) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["text", "label"])
+    writer.writerows(zip(data.texts, data.labels, strict=True))
+    return out.getvalue().encode()

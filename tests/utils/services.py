@@ -1,0 +1,81 @@
+"""Helpers to stand the service up in tests: migrations, keys, clients, a real worker process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+
+from app.config import Settings
+from app.db.session import session_scope
+from app.services.keys import create_key
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def migrate(url: str) -> None:
+    config = Config(str(ROOT / "alembic.ini"))
+    config.attributes["url"] = url
+    config.attributes["configure_logger"] = False
+    command.upgrade(config, "head")
+
+
+def new_key(settings: Settings, tenant: str = "acme") -> str:
+    with session_scope(settings.resolved_database_url) as session:
+        return create_key(session, tenant_name=tenant)
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def service_env(settings: Settings) -> dict[str, str]:
+    """The environment that makes a child process (worker, CLI) use these settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("THAW_")}
+    env.update({
+        "THAW_VAR_DIR": str(settings.var_dir),
+        "THAW_DATABASE_URL": settings.resolved_database_url,
+        "THAW_BROKER_URL": settings.resolved_broker_url,
+        "THAW_QUEUE": settings.queue,
+        "THAW_BASE_MODELS": json.dumps({k: str(v) for k, v in settings.base_models.items()}),
+        "THAW_PROGRESS_INTERVAL_SECONDS": str(settings.progress_interval_seconds),
+    })
+    return env
+
+
+class WorkerProcess:
+    """A real Celery worker (`thaw worker`) in its own process group, logging to a file."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.log_path = settings.var_dir / "worker.log"
+        self.log = self.log_path.open("w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "worker"], cwd=ROOT, env=service_env(settings),
+            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if "ready." in self.log_path.read_text():
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.2)
+        raise RuntimeError(f"worker did not start:\n{self.log_path.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, 15)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, 9)
+                self.process.wait()
+        self.log.close()
