@@ -46,14 +46,37 @@ def migrate() -> None:
 
 def api_command() -> list[str]:
     settings = get_settings()
-    return [sys.executable, "-m", "uvicorn", "app.api.main:create_app", "--factory",
-            "--host", settings.host, "--port", str(settings.port)]
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "app.api.main:create_app",
+        "--factory",
+        "--host",
+        settings.host,
+        "--port",
+        str(settings.port),
+    ]
 
 
 def worker_command() -> list[str]:
     settings = get_settings()
-    return [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--loglevel", "INFO",
-            "--queues", settings.queue, "--concurrency", "1", "--pool", "prefork"]
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker.celery_app",
+        "worker",
+        "--loglevel",
+        "INFO",
+        "--queues",
+        settings.queue,
+        "--concurrency",
+        "1",
+        "--pool",
+        "prefork",
+    ]
 
 
 @cli.command()

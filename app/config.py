@@ -15,9 +15,7 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address the API listens on.")
     port: int = Field(8000, description="Port the API listens on.")
     var_dir: Path = Field(Path("var"), description="Where the embedded defaults keep their files.")
-    database_url: str | None = Field(
-        None, description="SQLAlchemy URL; default: a SQLite file under var_dir."
-    )
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default: a SQLite file under var_dir.")
     broker_url: str | None = Field(
         None, description="Celery broker URL; default: a SQLite-backed broker under var_dir."
     )

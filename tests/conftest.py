@@ -86,12 +86,20 @@ def backend(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
-def build_settings(var_dir: Path, base_models: dict[str, Path], database_url: str | None = None,
-                   broker_url: str | None = None) -> Settings:
+def build_settings(
+    var_dir: Path,
+    base_models: dict[str, Path],
+    database_url: str | None = None,
+    broker_url: str | None = None,
+) -> Settings:
     """Migrated settings: SQLite + embedded broker by default, else the given database and broker."""
     result = Settings(
-        var_dir=var_dir, queue=f"thaw-test-{uuid.uuid4().hex[:8]}", base_models=base_models,
-        progress_interval_seconds=0.2, database_url=database_url, broker_url=broker_url,
+        var_dir=var_dir,
+        queue=f"thaw-test-{uuid.uuid4().hex[:8]}",
+        base_models=base_models,
+        progress_interval_seconds=0.2,
+        database_url=database_url,
+        broker_url=broker_url,
     )
     result.var_dir.mkdir(parents=True, exist_ok=True)
     migrate(result.resolved_database_url)
@@ -103,5 +111,9 @@ def settings(backend: str, tmp_path: Path, tiny_model_dir: Path, request: pytest
     """Settings for one test on one backend: SQLite + embedded broker, or PostgreSQL + Redis."""
     if backend == "sqlite":
         return build_settings(tmp_path / "var", {"tiny-bert": tiny_model_dir})
-    return build_settings(tmp_path / "var", {"tiny-bert": tiny_model_dir},
-                          request.getfixturevalue("postgres_url"), request.getfixturevalue("redis_server"))
+    return build_settings(
+        tmp_path / "var",
+        {"tiny-bert": tiny_model_dir},
+        request.getfixturevalue("postgres_url"),
+        request.getfixturevalue("redis_server"),
+    )

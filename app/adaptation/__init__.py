@@ -7,7 +7,17 @@ from app.adaptation.data import LabeledTexts, TaskData
 from app.adaptation.inference import predict_proba
 
 __all__ = [
-    "AdaptationResult", "Callbacks", "Cancelled", "InvalidTaskData", "LabeledTexts",
-    "LoadedClassifier", "Progress", "SilentCallbacks", "TaskData", "adapt", "load_classifier",
-    "predict_proba", "save_classifier",
+    "AdaptationResult",
+    "Callbacks",
+    "Cancelled",
+    "InvalidTaskData",
+    "LabeledTexts",
+    "LoadedClassifier",
+    "Progress",
+    "SilentCallbacks",
+    "TaskData",
+    "adapt",
+    "load_classifier",
+    "predict_proba",
+    "save_classifier",
 ]

@@ -97,8 +97,13 @@ def adapt(
     callbacks.on_event(
         "training_started",
         f"{len(train)} train / {len(validation)} validation examples on {device.type}",
-        {"train_examples": len(train), "validation_examples": len(validation),
-         "validation_held_out_from_train": held_out, "labels": labels, "device": device.type},
+        {
+            "train_examples": len(train),
+            "validation_examples": len(validation),
+            "validation_held_out_from_train": held_out,
+            "labels": labels,
+            "device": device.type,
+        },
     )
     started = time.monotonic()
     outcome = Trainer(model, tokenizer, labels, spec, callbacks, progress_interval).fit(train, validation)

@@ -1,9 +1,9 @@
 """A trained model on disk: safetensors weights, JSON configs and tokenizer files, nothing pickled.
 
-    model.safetensors   every weight of the classifier (encoder, pooling, head)
-    encoder/config.json the encoder's architecture
-    tokenizer/          the base model's tokenizer files
-    thaw.json           labels, model config, max_length: enough to rebuild and serve it
+model.safetensors   every weight of the classifier (encoder, pooling, head)
+encoder/config.json the encoder's architecture
+tokenizer/          the base model's tokenizer files
+thaw.json           labels, model config, max_length: enough to rebuild and serve it
 """
 
 from __future__ import annotations

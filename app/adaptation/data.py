@@ -34,9 +34,7 @@ class TaskData:
     test: LabeledTexts | None = None
 
 
-def stratified_split(
-    data: LabeledTexts, fraction: float, seed: int
-) -> tuple[LabeledTexts, LabeledTexts]:
+def stratified_split(data: LabeledTexts, fraction: float, seed: int) -> tuple[LabeledTexts, LabeledTexts]:
     """Hold out `fraction` of every class (at least one example of each class that has two)."""
     by_label: dict[str, list[int]] = defaultdict(list)
     for index, label in enumerate(data.labels):

@@ -40,9 +40,7 @@ class TextClassifier(nn.Module):
 
     def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.encoder_frozen):
-            out = self.encoder(
-                input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True
-            )
+            out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
         return self.pooling(out.hidden_states, attention_mask)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

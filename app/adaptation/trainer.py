@@ -33,7 +33,11 @@ class TrainOutcome:
 
 
 def evaluate(
-    model: TextClassifier, tokenizer: PreTrainedTokenizerBase, data: LabeledTexts, labels: list[str], max_length: int
+    model: TextClassifier,
+    tokenizer: PreTrainedTokenizerBase,
+    data: LabeledTexts,
+    labels: list[str],
+    max_length: int,
 ) -> dict[str, Any]:
     probabilities = predict_proba(model, tokenizer, data.texts, max_length)
     predicted = [labels[i] for i in probabilities.argmax(dim=-1).tolist()]
@@ -133,8 +137,16 @@ class Trainer:
     def _report(self, epoch: int, step: int, total: int, loss: float | None, lr: float | None) -> None:
         self._last_report = time.monotonic()
         self.callbacks.on_progress(
-            Progress("train", epoch, self.spec.training.epochs, step, total,
-                     self._last_report - self._started, loss, lr)
+            Progress(
+                "train",
+                epoch,
+                self.spec.training.epochs,
+                step,
+                total,
+                self._last_report - self._started,
+                loss,
+                lr,
+            )
         )
         if self.callbacks.should_stop():
             raise Cancelled(f"stopped at step {step} of {total}")

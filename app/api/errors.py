@@ -20,5 +20,6 @@ def install_error_handlers(app: FastAPI) -> None:
     async def database_down(_request: Request, _error: OperationalError) -> JSONResponse:
         return JSONResponse(
             {"detail": "the database is unreachable; try again shortly"},
-            status_code=503, headers={"Retry-After": "5"},
+            status_code=503,
+            headers={"Retry-After": "5"},
         )

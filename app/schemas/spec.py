@@ -32,9 +32,7 @@ class DataRefs(Strict):
 
 
 class ModelConfig(Strict):
-    pooling: Literal["mean", "cls", "max"] = Field(
-        "mean", description="How token vectors become one vector per text."
-    )
+    pooling: Literal["mean", "cls", "max"] = Field("mean", description="How token vectors become one vector per text.")
     head: Literal["linear"] = Field("linear", description="Task layer on top of the pooled vector.")
     dropout: float = Field(0.1, ge=0, lt=1, description="Dropout before the head.")
 
@@ -42,15 +40,12 @@ class ModelConfig(Strict):
 class OptimizationConfig(Strict):
     train: Literal["all", "head_only"] = Field(
         "all",
-        description="Which weights train: `all` (fine-tuning) or `head_only` (frozen encoder: "
-        "feature extraction).",
+        description="Which weights train: `all` (fine-tuning) or `head_only` (frozen encoder: feature extraction).",
     )
     lr_schedule: Literal["linear_warmup", "constant"] = Field(
         "linear_warmup", description="Learning-rate schedule over the whole run."
     )
-    warmup_fraction: float = Field(
-        0.06, ge=0, lt=1, description="Share of steps spent warming up (linear_warmup)."
-    )
+    warmup_fraction: float = Field(0.06, ge=0, lt=1, description="Share of steps spent warming up (linear_warmup).")
     weight_decay: float = Field(0.01, ge=0, le=1, description="AdamW decoupled weight decay.")
     max_grad_norm: float | None = Field(1.0, gt=0, description="Gradient clipping; null for none.")
 

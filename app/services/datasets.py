@@ -34,10 +34,18 @@ def create_dataset(
     except InvalidTable as error:
         raise InvalidInput(f"{filename}: {error}") from None
     dataset = Dataset(
-        id=new_id("ds"), tenant_id=tenant_id, name=name, filename=filename, format=table.format,
-        rows=len(table.rows), columns=table.columns, text_field=text_field, label_field=label,
+        id=new_id("ds"),
+        tenant_id=tenant_id,
+        name=name,
+        filename=filename,
+        format=table.format,
+        rows=len(table.rows),
+        columns=table.columns,
+        text_field=text_field,
+        label_field=label,
         label_counts=label_counts(table.rows, label) if label else None,
-        size_bytes=len(raw), sha256=hashlib.sha256(raw).hexdigest(),
+        size_bytes=len(raw),
+        sha256=hashlib.sha256(raw).hexdigest(),
     )
     store.write_dataset(dataset.id, table.rows)
     session.add(dataset)

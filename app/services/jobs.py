@@ -45,7 +45,11 @@ def validate_spec(raw: Any) -> JobSpec:
 
 def check_data(session: Session, store: LocalArtifactStore, spec: JobSpec, tenant_id: str) -> None:
     """Every dataset is the tenant's, has the fields, and train has at least two classes."""
-    refs = {"data.train": spec.data.train, "data.validation": spec.data.validation, "data.test": spec.data.test}
+    refs = {
+        "data.train": spec.data.train,
+        "data.validation": spec.data.validation,
+        "data.test": spec.data.test,
+    }
     for field, dataset_id in refs.items():
         if dataset_id is None:
             continue
@@ -70,7 +74,13 @@ def _classes(store: LocalArtifactStore, dataset: Any, label_field: str) -> list[
 
 
 def create_job(
-    session: Session, store: LocalArtifactStore, catalog: Catalog, enqueue: Enqueue, *, tenant_id: str, raw: Any
+    session: Session,
+    store: LocalArtifactStore,
+    catalog: Catalog,
+    enqueue: Enqueue,
+    *,
+    tenant_id: str,
+    raw: Any,
 ) -> Job:
     spec = validate_spec(raw)
     try:
@@ -134,8 +144,12 @@ def cancel_job(session: Session, *, tenant_id: str, job_id: str) -> Job:
         session.execute(
             Job.__table__.update().where(Job.id == job_id, Job.status == "running").values(cancel_requested=True)
         )
-    add_event(session, job_id, "cancelled" if cancelled else "cancel_requested",
-              "cancelled before it started" if cancelled else "cancellation requested; stopping at the next step")
+    add_event(
+        session,
+        job_id,
+        "cancelled" if cancelled else "cancel_requested",
+        "cancelled before it started" if cancelled else "cancellation requested; stopping at the next step",
+    )
     session.commit()
     session.refresh(job)
     return job

@@ -31,7 +31,5 @@ def create_key(session: Session, *, tenant_name: str) -> str:
 
 def tenant_for_key(session: Session, *, key: str) -> Tenant | None:
     # The lookup is by hash, so response time says nothing about how close a guess was.
-    api_key = session.scalar(
-        select(ApiKey).where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
-    )
+    api_key = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None)))
     return session.get(Tenant, api_key.tenant_id) if api_key else None

@@ -35,11 +35,17 @@ class JobCallbacks:
         if 0 < progress.fraction < 1:
             eta = progress.elapsed_seconds * (1 - progress.fraction) / progress.fraction
         values = {
-            "stage": progress.stage, "epoch": progress.epoch, "epochs": progress.epochs,
-            "step": progress.step, "total_steps": progress.total_steps,
-            "fraction": round(progress.fraction, 4), "eta_seconds": None if eta is None else round(eta, 1),
-            "loss": progress.loss, "learning_rate": progress.learning_rate,
-            "elapsed_seconds": round(progress.elapsed_seconds, 2), "updated_at": utcnow().isoformat(),
+            "stage": progress.stage,
+            "epoch": progress.epoch,
+            "epochs": progress.epochs,
+            "step": progress.step,
+            "total_steps": progress.total_steps,
+            "fraction": round(progress.fraction, 4),
+            "eta_seconds": None if eta is None else round(eta, 1),
+            "loss": progress.loss,
+            "learning_rate": progress.learning_rate,
+            "elapsed_seconds": round(progress.elapsed_seconds, 2),
+            "updated_at": utcnow().isoformat(),
         }
         with session_scope(self.url) as session:
             session.execute(update(Job).where(Job.id == self.job_id).values(progress=values, heartbeat_at=utcnow()))
@@ -87,8 +93,13 @@ def run_job(settings: Settings, job_id: str) -> None:
     store = LocalArtifactStore(settings.resolved_artifacts_dir)
     try:
         base = Catalog(settings).get(spec.base_model)
-        result = adapt(spec, load_task_data(store, spec), base.path, JobCallbacks(url, job_id),
-                       settings.progress_interval_seconds)
+        result = adapt(
+            spec,
+            load_task_data(store, spec),
+            base.path,
+            JobCallbacks(url, job_id),
+            settings.progress_interval_seconds,
+        )
         publish(url, store, job_id, spec, result)
     except Cancelled as stop:
         finish(url, job_id, "cancelled", None, f"cancelled: {stop}")
@@ -102,26 +113,45 @@ def publish(url: str, store: LocalArtifactStore, job_id: str, spec: JobSpec, res
     """Write the artifact, then record model and success in one transaction, unless cancelled meanwhile."""
     model_id = new_id("mdl")
     staging = store.staging_dir(model_id)
-    size = save_classifier(result.model, result.tokenizer, result.labels, spec.model,
-                           spec.training.max_length, staging)
+    size = save_classifier(result.model, result.tokenizer, result.labels, spec.model, spec.training.max_length, staging)
     store.publish_model(model_id)
     with session_scope(url) as session:
-        session.add(Model(
-            id=model_id, tenant_id=session.get(Job, job_id).tenant_id, job_id=job_id,
-            base_model=spec.base_model, spec=spec.model_dump(mode="json"), labels=result.labels,
-            metrics=result.metrics, trainable_params=result.trainable_params,
-            total_params=result.total_params, artifact_bytes=size,
-            peak_memory_bytes=result.peak_memory_bytes, train_seconds=result.train_seconds,
-        ))
+        session.add(
+            Model(
+                id=model_id,
+                tenant_id=session.get(Job, job_id).tenant_id,
+                job_id=job_id,
+                base_model=spec.base_model,
+                spec=spec.model_dump(mode="json"),
+                labels=result.labels,
+                metrics=result.metrics,
+                trainable_params=result.trainable_params,
+                total_params=result.total_params,
+                artifact_bytes=size,
+                peak_memory_bytes=result.peak_memory_bytes,
+                train_seconds=result.train_seconds,
+            )
+        )
         done = session.execute(
             update(Job)
             .where(Job.id == job_id, Job.status == "running", Job.cancel_requested.is_(False))
-            .values(status="succeeded", model_id=model_id, metrics=result.metrics,
-                    train_seconds=result.train_seconds, finished_at=utcnow(), progress=_finished_progress(session, job_id))
+            .values(
+                status="succeeded",
+                model_id=model_id,
+                metrics=result.metrics,
+                train_seconds=result.train_seconds,
+                finished_at=utcnow(),
+                progress=_finished_progress(session, job_id),
+            )
         ).rowcount
         if done:
-            add_event(session, job_id, "succeeded", f"model {model_id} saved ({size} bytes)",
-                      {"model_id": model_id, "accuracy": result.metrics["accuracy"]})
+            add_event(
+                session,
+                job_id,
+                "succeeded",
+                f"model {model_id} saved ({size} bytes)",
+                {"model_id": model_id, "accuracy": result.metrics["accuracy"]},
+            )
             return
         session.rollback()
     store.delete_model(model_id)
@@ -137,7 +167,8 @@ def _finished_progress(session: Any, job_id: str) -> dict[str, Any]:
 def finish(url: str, job_id: str, status: str, error: str | None, detail: str) -> None:
     with session_scope(url) as session:
         session.execute(
-            update(Job).where(Job.id == job_id, Job.status == "running")
+            update(Job)
+            .where(Job.id == job_id, Job.status == "running")
             .values(status=status, error=error, finished_at=utcnow())
         )
         add_event(session, job_id, status, error or detail, {"detail": detail} if error else None)

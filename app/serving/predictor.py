@@ -40,9 +40,11 @@ def predict(loaded: LoadedClassifier, texts: Sequence[str]) -> list[dict[str, An
     predictions = []
     for row in probabilities.tolist():
         best = max(range(len(row)), key=row.__getitem__)
-        predictions.append({
-            "label": loaded.labels[best],
-            "score": row[best],
-            "scores": dict(zip(loaded.labels, row, strict=True)),
-        })
+        predictions.append(
+            {
+                "label": loaded.labels[best],
+                "score": row[best],
+                "scores": dict(zip(loaded.labels, row, strict=True)),
+            }
+        )
     return predictions

@@ -72,9 +72,7 @@ def _parse_delimited(text: str, kind: str) -> Table:
         if not values:
             continue  # blank line
         if len(values) != len(columns):
-            raise InvalidTable(
-                f"line {reader.line_num} has {len(values)} fields but the header has {len(columns)}"
-            )
+            raise InvalidTable(f"line {reader.line_num} has {len(values)} fields but the header has {len(columns)}")
         rows.append(dict(zip(columns, values, strict=True)))
         lines.append(reader.line_num)
     return Table(kind, columns, rows, lines)

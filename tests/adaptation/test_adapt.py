@@ -7,8 +7,15 @@ import torch
 from safetensors.torch import load_file
 
 from app.adaptation import (
-    Cancelled, InvalidTaskData, LabeledTexts, SilentCallbacks, TaskData, adapt, load_classifier,
-    predict_proba, save_classifier,
+    Cancelled,
+    InvalidTaskData,
+    LabeledTexts,
+    SilentCallbacks,
+    TaskData,
+    adapt,
+    load_classifier,
+    predict_proba,
+    save_classifier,
 )
 from app.adaptation.trainer import evaluate
 from app.schemas.recipes import expand
@@ -16,8 +23,13 @@ from tests.utils.data import sentiment
 
 
 def spec(**training):
-    return expand({"base_model": "tiny-bert", "data": {"train": "ds"},
-                   "training": {"epochs": 3, "learning_rate": 1e-3, "batch_size": 16, **training}})
+    return expand(
+        {
+            "base_model": "tiny-bert",
+            "data": {"train": "ds"},
+            "training": {"epochs": 3, "learning_rate": 1e-3, "batch_size": 16, **training},
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +77,14 @@ def test_same_seed_same_weights_other_seed_other_weights(task, tiny_model_dir):
 
 def test_head_only_leaves_every_encoder_weight_bit_identical(task, tiny_model_dir):
     pretrained = load_file(str(tiny_model_dir / "model.safetensors"))
-    job = expand({"recipe": "feature_extraction", "base_model": "tiny-bert", "data": {"train": "ds"},
-                  "training": {"epochs": 2}})
+    job = expand(
+        {
+            "recipe": "feature_extraction",
+            "base_model": "tiny-bert",
+            "data": {"train": "ds"},
+            "training": {"epochs": 2},
+        }
+    )
     result = adapt(job, task, tiny_model_dir)
     encoder = result.model.encoder.state_dict()
     compared = [k for k in pretrained if k in encoder]
@@ -144,8 +162,13 @@ def test_should_stop_cancels_between_steps(task, tiny_model_dir):
 
 def test_early_stopping_stops_after_patience(task, tiny_model_dir):
     recorder = Recorder()
-    result = adapt(spec(learning_rate=0.5, epochs=10, early_stopping_patience=1, seed=2), task,
-                   tiny_model_dir, recorder, progress_interval=60)
+    result = adapt(
+        spec(learning_rate=0.5, epochs=10, early_stopping_patience=1, seed=2),
+        task,
+        tiny_model_dir,
+        recorder,
+        progress_interval=60,
+    )
     history = result.metrics["history"]
     assert result.metrics["stopped_early"] is True
     assert len(history) == result.metrics["best_epoch"] + 1 < 10

@@ -8,8 +8,12 @@ def test_report_on_a_known_confusion():
     pred = ["a", "a", "b", "b", "c", "c"]
     report = classification_report(gold, pred, ["a", "b", "c"])
     assert report["accuracy"] == pytest.approx(4 / 6)
-    assert report["per_class"]["a"] == {"precision": 1.0, "recall": pytest.approx(2 / 3),
-                                        "f1": pytest.approx(0.8), "support": 3}
+    assert report["per_class"]["a"] == {
+        "precision": 1.0,
+        "recall": pytest.approx(2 / 3),
+        "f1": pytest.approx(0.8),
+        "support": 3,
+    }
     assert report["per_class"]["b"]["f1"] == pytest.approx(0.5)
     assert report["per_class"]["c"]["f1"] == pytest.approx(2 / 3)
     assert report["macro_f1"] == pytest.approx((0.8 + 0.5 + 2 / 3) / 3)

@@ -1,11 +1,20 @@
 import pytest
 
 ROUTES = [
-    ("get", "/v1/base-models"), ("get", "/v1/datasets"), ("post", "/v1/datasets"),
-    ("get", "/v1/datasets/ds_x"), ("delete", "/v1/datasets/ds_x"), ("get", "/v1/jobs"),
-    ("post", "/v1/jobs"), ("get", "/v1/jobs/job_x"), ("get", "/v1/jobs/job_x/events"),
-    ("post", "/v1/jobs/job_x/cancel"), ("get", "/v1/models"), ("get", "/v1/models/mdl_x"),
-    ("delete", "/v1/models/mdl_x"), ("post", "/v1/models/mdl_x/predict"),
+    ("get", "/v1/base-models"),
+    ("get", "/v1/datasets"),
+    ("post", "/v1/datasets"),
+    ("get", "/v1/datasets/ds_x"),
+    ("delete", "/v1/datasets/ds_x"),
+    ("get", "/v1/jobs"),
+    ("post", "/v1/jobs"),
+    ("get", "/v1/jobs/job_x"),
+    ("get", "/v1/jobs/job_x/events"),
+    ("post", "/v1/jobs/job_x/cancel"),
+    ("get", "/v1/models"),
+    ("get", "/v1/models/mdl_x"),
+    ("delete", "/v1/models/mdl_x"),
+    ("post", "/v1/models/mdl_x/predict"),
 ]
 
 
@@ -19,11 +28,15 @@ def test_every_route_needs_a_valid_key(client, method, path):
 
 def test_every_v1_route_is_in_the_auth_table(client):
     documented = {
-        (method, path) for path, item in client.get("/openapi.json").json()["paths"].items()
-        for method in item if path.startswith("/v1")
+        (method, path)
+        for path, item in client.get("/openapi.json").json()["paths"].items()
+        for method in item
+        if path.startswith("/v1")
     }
-    normalised = {(m, p.replace("{dataset_id}", "ds_x").replace("{job_id}", "job_x").replace("{model_id}", "mdl_x"))
-                  for m, p in documented}
+    normalised = {
+        (m, p.replace("{dataset_id}", "ds_x").replace("{job_id}", "job_x").replace("{model_id}", "mdl_x"))
+        for m, p in documented
+    }
     assert normalised == set(ROUTES)
 
 

@@ -35,8 +35,14 @@ def test_a_table_without_labels_is_an_unlabeled_dataset(client, headers):
 
 
 def test_other_columns_can_be_named(client, headers):
-    body = upload(client, headers, b"question\tcoarse\nwho?\tHUM\n", filename="q.tsv",
-                  text_field="question", label_field="coarse").json()
+    body = upload(
+        client,
+        headers,
+        b"question\tcoarse\nwho?\tHUM\n",
+        filename="q.tsv",
+        text_field="question",
+        label_field="coarse",
+    ).json()
     assert body["text_field"] == "question" and body["label_counts"] == {"HUM": 1}
 
 

@@ -16,14 +16,22 @@ def submit(client, headers, spec):
 
 
 def test_submit_stores_the_fully_expanded_spec(client, headers, train_id):
-    response = submit(client, headers, {"base_model": "tiny-bert", "data": {"train": train_id},
-                                         "training": {"epochs": 2}})
+    response = submit(
+        client, headers, {"base_model": "tiny-bert", "data": {"train": train_id}, "training": {"epochs": 2}}
+    )
     assert response.status_code == 202
     assert response.json()["status"] == "queued"
     job = client.get(f"/v1/jobs/{response.json()['id']}", headers=headers).json()
     spec = job["spec"]
-    assert spec["training"] == {"epochs": 2, "batch_size": 32, "learning_rate": 1e-4, "max_length": 64,
-                                "seed": 0, "eval_metric": "accuracy", "early_stopping_patience": None}
+    assert spec["training"] == {
+        "epochs": 2,
+        "batch_size": 32,
+        "learning_rate": 1e-4,
+        "max_length": 64,
+        "seed": 0,
+        "eval_metric": "accuracy",
+        "early_stopping_patience": None,
+    }
     assert spec["recipe"] == "fine_tuning" and spec["optimization"]["train"] == "all"
     assert spec["model"] == {"pooling": "mean", "head": "linear", "dropout": 0.1}
     assert spec["data"] == {"train": train_id, "validation": None, "test": None, "validation_fraction": 0.1}
@@ -34,8 +42,16 @@ def test_submit_stores_the_fully_expanded_spec(client, headers, train_id):
 
 
 def test_a_recipe_expands_and_the_spec_overrides_it(client, headers, train_id):
-    job_id = submit(client, headers, {"base_model": "tiny-bert", "recipe": "feature_extraction",
-                                      "data": {"train": train_id}, "training": {"epochs": 4}}).json()["id"]
+    job_id = submit(
+        client,
+        headers,
+        {
+            "base_model": "tiny-bert",
+            "recipe": "feature_extraction",
+            "data": {"train": train_id},
+            "training": {"epochs": 4},
+        },
+    ).json()["id"]
     spec = client.get(f"/v1/jobs/{job_id}", headers=headers).json()["spec"]
     assert spec["optimization"]["train"] == "head_only"  # from the recipe
     assert spec["training"]["learning_rate"] == 1e-3  # from the recipe
@@ -45,12 +61,21 @@ def test_a_recipe_expands_and_the_spec_overrides_it(client, headers, train_id):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"base_model": "gpt-17"}, "base_model: unknown base_model 'gpt-17'; the catalog has: minilm-l6, tiny-bert"),
+        (
+            {"base_model": "gpt-17"},
+            "base_model: unknown base_model 'gpt-17'; the catalog has: minilm-l6, tiny-bert",
+        ),
         ({"recipe": "magic"}, "unknown recipe 'magic'; known recipes: feature_extraction, fine_tuning"),
         ({"data": {"train": "ds_missing"}}, "data.train: dataset 'ds_missing' not found"),
-        ({"data": {"train": "TRAIN", "validation": "ds_nope"}}, "data.validation: dataset 'ds_nope' not found"),
+        (
+            {"data": {"train": "TRAIN", "validation": "ds_nope"}},
+            "data.validation: dataset 'ds_nope' not found",
+        ),
         ({"training": {"epochs": 0}}, "training.epochs: Input should be greater than or equal to 1"),
-        ({"training": {"learning_rate": 5}}, "training.learning_rate: Input should be less than or equal to 1"),
+        (
+            {"training": {"learning_rate": 5}},
+            "training.learning_rate: Input should be less than or equal to 1",
+        ),
         ({"training": {"batch_size": "big"}}, "training.batch_size: Input should be a valid integer"),
         ({"training": {"epoch": 3}}, "training.epoch: Extra inputs are not permitted"),
         ({"model": {"pooling": "attention"}}, "model.pooling: Input should be 'mean', 'cls' or 'max'"),
@@ -70,16 +95,18 @@ def test_bad_specs_are_422_name_the_field_and_create_nothing(client, headers, tr
 
 
 def test_one_class_training_data_is_refused(client, headers):
-    one = client.post("/v1/datasets", headers=headers,
-                      files={"file": ("one.csv", b"text,label\na,x\nb,x\n")}).json()["id"]
+    one = client.post("/v1/datasets", headers=headers, files={"file": ("one.csv", b"text,label\na,x\nb,x\n")}).json()[
+        "id"
+    ]
     response = submit(client, headers, {"base_model": "tiny-bert", "data": {"train": one}})
     assert response.status_code == 422
     assert "has only one class in 'label' (x); a classifier needs at least two" in response.json()["detail"]
 
 
 def test_unlabeled_data_cannot_train_a_classifier(client, headers):
-    unlabeled = client.post("/v1/datasets", headers=headers,
-                            files={"file": ("u.csv", b"text\nsome text\n")}).json()["id"]
+    unlabeled = client.post("/v1/datasets", headers=headers, files={"file": ("u.csv", b"text\nsome text\n")}).json()[
+        "id"
+    ]
     response = submit(client, headers, {"base_model": "tiny-bert", "data": {"train": unlabeled}})
     assert response.status_code == 422
     assert "no label column 'label'; the columns are: text" in response.json()["detail"]
@@ -112,8 +139,9 @@ def test_a_dataset_in_use_by_a_queued_job_cannot_be_deleted(client, headers, tra
 
 
 def test_jobs_list_newest_first_with_status_filter(client, headers, train_id):
-    ids = [submit(client, headers, {"base_model": "tiny-bert", "data": {"train": train_id}}).json()["id"]
-           for _ in range(3)]
+    ids = [
+        submit(client, headers, {"base_model": "tiny-bert", "data": {"train": train_id}}).json()["id"] for _ in range(3)
+    ]
     client.post(f"/v1/jobs/{ids[0]}/cancel", headers=headers)
     page = client.get("/v1/jobs?limit=2", headers=headers).json()
     assert page["total"] == 3 and [j["id"] for j in page["items"]] == [ids[2], ids[1]]
@@ -124,8 +152,11 @@ def test_jobs_list_newest_first_with_status_filter(client, headers, train_id):
 
 def test_another_tenants_job_is_not_found_and_their_datasets_unusable(client, headers, other_headers, train_id):
     job_id = submit(client, headers, {"base_model": "tiny-bert", "data": {"train": train_id}}).json()["id"]
-    for method, path in [("get", f"/v1/jobs/{job_id}"), ("get", f"/v1/jobs/{job_id}/events"),
-                         ("post", f"/v1/jobs/{job_id}/cancel")]:
+    for method, path in [
+        ("get", f"/v1/jobs/{job_id}"),
+        ("get", f"/v1/jobs/{job_id}/events"),
+        ("post", f"/v1/jobs/{job_id}/cancel"),
+    ]:
         assert client.request(method, path, headers=other_headers).status_code == 404
     stolen = submit(client, other_headers, {"base_model": "tiny-bert", "data": {"train": train_id}})
     assert stolen.status_code == 422 and "not found" in stolen.json()["detail"]
@@ -134,5 +165,11 @@ def test_another_tenants_job_is_not_found_and_their_datasets_unusable(client, he
 
 def test_a_spec_that_is_not_an_object_is_422(client, headers):
     assert client.post("/v1/jobs", headers=headers, json=[1, 2]).status_code == 422
-    assert client.post("/v1/jobs", headers=headers, content=b"{not json",
-                       ).status_code == 422
+    assert (
+        client.post(
+            "/v1/jobs",
+            headers=headers,
+            content=b"{not json",
+        ).status_code
+        == 422
+    )

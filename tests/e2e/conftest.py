@@ -33,8 +33,9 @@ class Service:
             if job["status"] in until:
                 return job
             time.sleep(0.2)
-        raise AssertionError(f"job {job_id} still {job['status']} after {timeout}s:\n"
-                             f"{self.worker.log_path.read_text()[-3000:]}")
+        raise AssertionError(
+            f"job {job_id} still {job['status']} after {timeout}s:\n{self.worker.log_path.read_text()[-3000:]}"
+        )
 
 
 def broken_model(directory: Path) -> Path:
@@ -46,8 +47,9 @@ def broken_model(directory: Path) -> Path:
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def service(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-            tiny_model_dir: Path) -> Iterator[Service]:
+def service(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path
+) -> Iterator[Service]:
     root = tmp_path_factory.mktemp(f"service-{request.param}")
     models = {"tiny-bert": tiny_model_dir, "broken": broken_model(root / "broken")}
     if request.param == "sqlite":

@@ -26,8 +26,14 @@ def submit(service: Service, spec: dict) -> str:
 def finished(service: Service) -> dict:
     train = upload(service, "train.csv", as_csv(sentiment(300, seed=1)))
     test = upload(service, "test.csv", as_csv(TEST_SET))
-    job_id = submit(service, {"base_model": "tiny-bert", "data": {"train": train, "test": test},
-                              "training": {"epochs": 4, "learning_rate": 1e-3, "batch_size": 16}})
+    job_id = submit(
+        service,
+        {
+            "base_model": "tiny-bert",
+            "data": {"train": train, "test": test},
+            "training": {"epochs": 4, "learning_rate": 1e-3, "batch_size": 16},
+        },
+    )
     return service.wait(job_id)
 
 
@@ -47,13 +53,19 @@ def test_the_job_succeeds_with_metrics_progress_and_timings(service, finished):
 def test_events_tell_the_story_in_order(service, finished):
     events = service.client.get(f"/v1/jobs/{finished['id']}/events", headers=service.headers).json()["items"]
     assert [e["kind"] for e in events] == [
-        "queued", "started", "training_started", *["evaluated"] * 4, "succeeded"]
+        "queued",
+        "started",
+        "training_started",
+        *["evaluated"] * 4,
+        "succeeded",
+    ]
     assert events[-1]["data"]["model_id"] == finished["model_id"]
 
 
 def test_predictions_match_the_reported_test_accuracy(service, finished):
-    response = service.client.post(f"/v1/models/{finished['model_id']}/predict", headers=service.headers,
-                                   json={"inputs": TEST_SET.texts})
+    response = service.client.post(
+        f"/v1/models/{finished['model_id']}/predict", headers=service.headers, json={"inputs": TEST_SET.texts}
+    )
     assert response.status_code == 200
     predictions = response.json()["predictions"]
     assert len(predictions) == len(TEST_SET)
@@ -97,8 +109,10 @@ def test_a_running_job_cancels_within_seconds_and_makes_no_model(service):
     import time
 
     train = upload(service, "long.csv", as_csv(sentiment(200, seed=4)))
-    job_id = submit(service, {"base_model": "tiny-bert", "data": {"train": train},
-                              "training": {"epochs": 100, "batch_size": 8}})
+    job_id = submit(
+        service,
+        {"base_model": "tiny-bert", "data": {"train": train}, "training": {"epochs": 100, "batch_size": 8}},
+    )
     running = service.wait(job_id, until={"running"}, timeout=120)
     assert running["status"] == "running"
     models_before = service.client.get("/v1/models", headers=service.headers).json()["total"]
@@ -108,7 +122,9 @@ def test_a_running_job_cancels_within_seconds_and_makes_no_model(service):
     assert job["status"] == "cancelled" and job["model_id"] is None
     assert time.monotonic() - asked < 10
     assert service.client.get("/v1/models", headers=service.headers).json()["total"] == models_before
-    kinds = [e["kind"] for e in service.client.get(f"/v1/jobs/{job_id}/events", headers=service.headers).json()["items"]]
+    kinds = [
+        e["kind"] for e in service.client.get(f"/v1/jobs/{job_id}/events", headers=service.headers).json()["items"]
+    ]
     assert kinds[-2:] == ["cancel_requested", "cancelled"]
 
 

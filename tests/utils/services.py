@@ -38,14 +38,16 @@ def auth(key: str) -> dict[str, str]:
 def service_env(settings: Settings) -> dict[str, str]:
     """The environment that makes a child process (worker, CLI) use these settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("THAW_")}
-    env.update({
-        "THAW_VAR_DIR": str(settings.var_dir),
-        "THAW_DATABASE_URL": settings.resolved_database_url,
-        "THAW_BROKER_URL": settings.resolved_broker_url,
-        "THAW_QUEUE": settings.queue,
-        "THAW_BASE_MODELS": json.dumps({k: str(v) for k, v in settings.base_models.items()}),
-        "THAW_PROGRESS_INTERVAL_SECONDS": str(settings.progress_interval_seconds),
-    })
+    env.update(
+        {
+            "THAW_VAR_DIR": str(settings.var_dir),
+            "THAW_DATABASE_URL": settings.resolved_database_url,
+            "THAW_BROKER_URL": settings.resolved_broker_url,
+            "THAW_QUEUE": settings.queue,
+            "THAW_BASE_MODELS": json.dumps({k: str(v) for k, v in settings.base_models.items()}),
+            "THAW_PROGRESS_INTERVAL_SECONDS": str(settings.progress_interval_seconds),
+        }
+    )
     return env
 
 
@@ -56,8 +58,12 @@ class WorkerProcess:
         self.log_path = settings.var_dir / "worker.log"
         self.log = self.log_path.open("w")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "worker"], cwd=ROOT, env=service_env(settings),
-            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            [sys.executable, "-m", "app.cli", "worker"],
+            cwd=ROOT,
+            env=service_env(settings),
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def wait_ready(self, timeout: float = 60) -> None:

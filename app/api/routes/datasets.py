@@ -37,8 +37,14 @@ async def upload_dataset(
         raise InvalidInput("the multipart field `file` must carry a file with a filename")
     raw = await read_upload(request, file, settings.max_upload_bytes)
     dataset = service.create_dataset(
-        session, store, tenant_id=tenant.id, name=name or file.filename, filename=file.filename,
-        raw=raw, text_field=text_field, label_field=label_field,
+        session,
+        store,
+        tenant_id=tenant.id,
+        name=name or file.filename,
+        filename=file.filename,
+        raw=raw,
+        text_field=text_field,
+        label_field=label_field,
     )
     session.commit()
     return DatasetPublic.model_validate(dataset)
@@ -46,8 +52,10 @@ async def upload_dataset(
 
 @router.get("", response_model=DatasetsPublic)
 def list_datasets(
-    session: SessionDep, tenant: TenantDep,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50, offset: Annotated[int, Query(ge=0)] = 0,
+    session: SessionDep,
+    tenant: TenantDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
 ) -> DatasetsPublic:
     items, total = service.list_datasets(session, tenant_id=tenant.id, limit=limit, offset=offset)
     return DatasetsPublic(items=items, total=total, limit=limit, offset=offset)

@@ -29,10 +29,21 @@ def job_public(job: Job) -> JobPublic:
         total_seconds=_seconds(job.created_at, job.finished_at or now),
     )
     return JobPublic(
-        id=job.id, status=job.status, recipe=job.spec["recipe"], base_model=job.spec["base_model"],
-        spec=job.spec, progress=job.progress, metrics=job.metrics, timings=timings,
-        attempts=job.attempts, cancel_requested=job.cancel_requested, model_id=job.model_id,
-        error=job.error, created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
+        id=job.id,
+        status=job.status,
+        recipe=job.spec["recipe"],
+        base_model=job.spec["base_model"],
+        spec=job.spec,
+        progress=job.progress,
+        metrics=job.metrics,
+        timings=timings,
+        attempts=job.attempts,
+        cancel_requested=job.cancel_requested,
+        model_id=job.model_id,
+        error=job.error,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
     )
 
 
@@ -57,8 +68,10 @@ def create_job(
 
 @router.get("", response_model=JobsPublic)
 def list_jobs(
-    session: SessionDep, tenant: TenantDep,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50, offset: Annotated[int, Query(ge=0)] = 0,
+    session: SessionDep,
+    tenant: TenantDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
     status: Status | None = None,
 ) -> JobsPublic:
     """Newest first."""

@@ -12,8 +12,10 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
 
 @router.get("", response_model=ModelsPublic)
 def list_models(
-    session: SessionDep, tenant: TenantDep,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50, offset: Annotated[int, Query(ge=0)] = 0,
+    session: SessionDep,
+    tenant: TenantDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
 ) -> ModelsPublic:
     items, total = service.list_models(session, tenant_id=tenant.id, limit=limit, offset=offset)
     return ModelsPublic(items=items, total=total, limit=limit, offset=offset)
@@ -27,7 +29,10 @@ def get_model(model_id: str, session: SessionDep, tenant: TenantDep) -> ModelPub
 
 @router.delete("/{model_id}", status_code=204)
 def delete_model(
-    model_id: str, session: SessionDep, store: StoreDep, tenant: TenantDep,
+    model_id: str,
+    session: SessionDep,
+    store: StoreDep,
+    tenant: TenantDep,
     cache: Annotated[Any, Depends(get_model_cache)],
 ) -> None:
     service.delete_model(session, store, tenant_id=tenant.id, model_id=model_id)
@@ -36,8 +41,13 @@ def delete_model(
 
 @router.post("/{model_id}/predict", response_model=PredictResponse)
 def predict(
-    model_id: str, body: PredictRequest, session: SessionDep, store: StoreDep, tenant: TenantDep,
-    settings: SettingsDep, cache: Annotated[Any, Depends(get_model_cache)],
+    model_id: str,
+    body: PredictRequest,
+    session: SessionDep,
+    store: StoreDep,
+    tenant: TenantDep,
+    settings: SettingsDep,
+    cache: Annotated[Any, Depends(get_model_cache)],
 ) -> PredictResponse:
     """Labels and class probabilities for each input text, in order."""
     if len(body.inputs) > settings.max_predict_inputs:
