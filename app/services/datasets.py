@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db.models import Dataset, Job, new_id
+from app.db.pagination import newest_first
 from app.services.errors import Conflict, InvalidInput, NotFound
 from app.storage.artifacts import LocalArtifactStore
 from app.storage.tables import InvalidTable, Table, label_counts, parse_table, require_column
@@ -70,9 +71,7 @@ def get_dataset(session: Session, *, tenant_id: str, dataset_id: str) -> Dataset
 
 def list_datasets(session: Session, *, tenant_id: str, limit: int, offset: int) -> tuple[list[Dataset], int]:
     query = select(Dataset).where(Dataset.tenant_id == tenant_id)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    items = session.scalars(query.order_by(Dataset.created_at.desc(), Dataset.id).limit(limit).offset(offset))
-    return list(items), total
+    return newest_first(session, query, Dataset, limit=limit, offset=offset)
 
 
 def delete_dataset(session: Session, store: LocalArtifactStore, *, tenant_id: str, dataset_id: str) -> None:

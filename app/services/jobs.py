@@ -6,11 +6,12 @@ from collections import Counter
 from typing import Any, Protocol
 
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.catalog import Catalog, UnknownBaseModel
 from app.db.models import Job, JobEvent, new_id, utcnow
+from app.db.pagination import newest_first
 from app.schemas.recipes import UnknownRecipe, expand
 from app.schemas.spec import JobSpec
 from app.services.datasets import check_columns, get_dataset
@@ -118,9 +119,7 @@ def list_jobs(
     query = select(Job).where(Job.tenant_id == tenant_id)
     if status is not None:
         query = query.where(Job.status == status)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    items = session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit).offset(offset))
-    return list(items), total
+    return newest_first(session, query, Job, limit=limit, offset=offset)
 
 
 def list_events(session: Session, *, tenant_id: str, job_id: str) -> list[JobEvent]:

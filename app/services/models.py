@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db.models import Model
+from app.db.pagination import newest_first
 from app.services.errors import NotFound
 from app.storage.artifacts import LocalArtifactStore
 
@@ -19,9 +20,7 @@ def get_model(session: Session, *, tenant_id: str, model_id: str) -> Model:
 
 def list_models(session: Session, *, tenant_id: str, limit: int, offset: int) -> tuple[list[Model], int]:
     query = select(Model).where(Model.tenant_id == tenant_id)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    items = session.scalars(query.order_by(Model.created_at.desc(), Model.id.desc()).limit(limit).offset(offset))
-    return list(items), total
+    return newest_first(session, query, Model, limit=limit, offset=offset)
 
 
 def delete_model(session: Session, store: LocalArtifactStore, *, tenant_id: str, model_id: str) -> None:

@@ -1,6 +1,7 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Query, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
 
 from app.api.deps import SessionDep, SettingsDep, StoreDep, TenantDep
 from app.schemas.resources import DatasetPublic, DatasetsPublic
@@ -36,7 +37,9 @@ async def upload_dataset(
     if not file.filename:
         raise InvalidInput("the multipart field `file` must carry a file with a filename")
     raw = await read_upload(request, file, settings.max_upload_bytes)
-    dataset = service.create_dataset(
+    # Parsing a large table is CPU work: keep it off the event loop.
+    dataset = await run_in_threadpool(
+        service.create_dataset,
         session,
         store,
         tenant_id=tenant.id,
