@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import resource
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from app.adaptation.callbacks import Callbacks, SilentCallbacks
 from app.adaptation.data import LabeledTexts, TaskData, stratified_split
 from app.adaptation.model import TextClassifier, count_parameters, load_pretrained_encoder
+from app.adaptation.regularizers import REGULARIZERS, Regularizer, RegularizerContext
 from app.adaptation.strategies import STRATEGIES
 from app.adaptation.trainer import Trainer, evaluate
 from app.schemas.spec import JobSpec
@@ -34,6 +35,14 @@ def load_base(path: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
         return load_pretrained_encoder(path), AutoTokenizer.from_pretrained(path)
     except Exception as error:
         raise BaseModelUnloadable(f"cannot load the base model: {type(error).__name__}: {error}") from error
+
+
+@dataclass
+class Resources:
+    """Inputs beyond the task data that some units need, resolved by whoever runs the engine."""
+
+    texts: dict[str, list[str]] = field(default_factory=dict)  # dataset id -> texts (EWC's Fisher data)
+    source_models: dict[str, TextClassifier] = field(default_factory=dict)  # model id -> model
 
 
 @dataclass
@@ -77,12 +86,17 @@ def check_labels(train: LabeledTexts, others: dict[str, LabeledTexts | None]) ->
     return labels
 
 
+def build_regularizers(spec: JobSpec, context: RegularizerContext) -> list[Regularizer]:
+    return [REGULARIZERS.get(options.name)(options, context) for options in spec.optimization.regularizers]
+
+
 def adapt(
     spec: JobSpec,
     data: TaskData,
     base_model_path: Path,
     callbacks: Callbacks | None = None,
     progress_interval: float = 1.0,
+    resources: Resources | None = None,
 ) -> AdaptationResult:
     callbacks = callbacks or SilentCallbacks()
     train, validation, held_out = split_validation(spec, data)
@@ -106,14 +120,21 @@ def adapt(
         },
     )
     started = time.monotonic()
-    outcome = Trainer(model, tokenizer, labels, spec, callbacks, progress_interval).fit(train, validation)
+    resources = resources or Resources()
+    context = RegularizerContext(model, tokenizer, device, spec.training.max_length, spec.training.batch_size,
+                                 spec.training.seed, resources.texts, resources.source_models)
+    regularizers = build_regularizers(spec, context)
+    trainer = Trainer(model, tokenizer, labels, spec, callbacks, progress_interval, regularizers)
+    outcome = trainer.fit(train, validation)
     train_seconds = time.monotonic() - started
     metrics: dict[str, Any] = {
         **outcome.best_metrics,
         "best_epoch": outcome.best_epoch,
         "validation_held_out_from_train": held_out,
         "stopped_early": outcome.stopped_early,
+        "features_cached": outcome.features_cached,
         "history": outcome.history,
+        "phases": outcome.phases,
     }
     if data.test is not None:
         metrics["test"] = evaluate(model, tokenizer, data.test, labels, spec.training.max_length)

@@ -1,9 +1,12 @@
 """A trained model on disk: safetensors weights, JSON configs and tokenizer files, nothing pickled.
 
-model.safetensors   every weight of the classifier (encoder, pooling, head)
-encoder/config.json the encoder's architecture
-tokenizer/          the base model's tokenizer files
-thaw.json           labels, model config, max_length: enough to rebuild and serve it
+    model.safetensors   the classifier's weights: all of them, or (`own_weights_only`, for frozen-base
+                        strategies: head_only, adapters, lora) only those that trained
+    encoder/config.json the encoder's architecture
+    tokenizer/          the base model's tokenizer files
+    thaw.json           labels, model config, max_length, base model id, which weights are stored
+
+A model with only its own weights loads over a fresh copy of its base model.
 """
 
 from __future__ import annotations
@@ -13,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
-from app.adaptation.model import TextClassifier
+from app.adaptation.model import TextClassifier, load_pretrained_encoder
 from app.schemas.spec import ModelConfig
 
 CARD = "thaw.json"
@@ -38,26 +41,46 @@ def save_classifier(
     model_config: ModelConfig,
     max_length: int,
     directory: Path,
+    base_model: str | None = None,
+    own_weights_only: bool = False,
 ) -> int:
     """Write the artifact; returns its size in bytes."""
     directory.mkdir(parents=True, exist_ok=True)
-    save_model(model, str(directory / WEIGHTS))
+    weights = {
+        name: p.detach().contiguous() for name, p in model.named_parameters() if p.requires_grad or not own_weights_only
+    }
+    save_file(weights, str(directory / WEIGHTS))
     model.encoder.config.save_pretrained(directory / "encoder")
     tokenizer.save_pretrained(directory / "tokenizer")
     card: dict[str, Any] = {
         "labels": labels,
         "model": model_config.model_dump(mode="json"),
         "max_length": max_length,
+        "base_model": base_model,
+        "weights": "own" if own_weights_only else "full",
     }
     (directory / CARD).write_text(json.dumps(card, indent=2))
     return sum(f.stat().st_size for f in directory.rglob("*") if f.is_file())
 
 
-def load_classifier(directory: Path) -> LoadedClassifier:
-    card = json.loads((directory / CARD).read_text())
-    encoder = AutoModel.from_config(AutoConfig.from_pretrained(directory / "encoder"))
+def read_card(directory: Path) -> dict[str, Any]:
+    return json.loads((directory / CARD).read_text())
+
+
+def load_classifier(directory: Path, base_model_path: Path | None = None) -> LoadedClassifier:
+    card = read_card(directory)
+    if card["weights"] == "own":
+        if base_model_path is None:
+            raise ValueError(f"{directory} holds only its own weights; its base model {card['base_model']!r} is needed")
+        encoder = load_pretrained_encoder(base_model_path)
+    else:
+        encoder = AutoModel.from_config(AutoConfig.from_pretrained(directory / "encoder"))
     model = TextClassifier(encoder, ModelConfig.model_validate(card["model"]), len(card["labels"]))
-    load_model(model, str(directory / WEIGHTS), strict=True)
+    state = load_file(str(directory / WEIGHTS))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    expected_missing = set() if card["weights"] == "full" else {n for n, _ in model.named_parameters()} - set(state)
+    if unexpected or (set(missing) & {n for n, _ in model.named_parameters()}) - expected_missing:
+        raise ValueError(f"{directory}: weights do not fit the model (missing {missing[:5]}, unexpected {unexpected[:5]})")
     model.eval()
     tokenizer = AutoTokenizer.from_pretrained(directory / "tokenizer")
     return LoadedClassifier(model, tokenizer, card["labels"], card["max_length"])

@@ -59,9 +59,10 @@ def encode(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length:
 @dataclass(frozen=True)
 class Batch:
     indices: list[int]
-    input_ids: torch.Tensor
-    attention_mask: torch.Tensor
+    input_ids: torch.Tensor | None
+    attention_mask: torch.Tensor | None
     labels: torch.Tensor | None
+    features: torch.Tensor | None = None  # cached pooling input, when the encoder is frozen
 
 
 class Batches:

@@ -1,4 +1,5 @@
-"""The adapted model: a pretrained encoder, a pooling and a new task head."""
+"""The adapted model: a pretrained encoder (optionally with adapters or LoRA inside), a pooling and
+a new task head."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import torch
 from torch import nn
 from transformers import AutoModel, PreTrainedModel
 
+from app.adaptation.adapters import add_adapters
 from app.adaptation.heads import HEADS
+from app.adaptation.lora import add_lora
 from app.adaptation.pooling import POOLINGS
 from app.schemas.spec import ModelConfig
 
@@ -20,10 +23,15 @@ class TextClassifier(nn.Module):
         # counts as trainable nor receives updates it cannot use.
         if getattr(encoder, "pooler", None) is not None:
             encoder.pooler = None
+        if config.adapters is not None:
+            add_adapters(encoder, config.adapters)
+        if config.lora is not None:
+            encoder = add_lora(encoder, config.lora)
         self.encoder = encoder
+        self.num_layers: int = encoder.config.num_hidden_layers
         hidden = encoder.config.hidden_size
-        self.pooling = POOLINGS.get(config.pooling)(hidden, encoder.config.num_hidden_layers)
-        self.head = HEADS.get(config.head)(hidden, num_labels, config.dropout)
+        self.pooling = POOLINGS.get(config.pooling)(hidden, self.num_layers)
+        self.head = HEADS.get(config.head)(hidden, num_labels, config)
         self.encoder_frozen = False
 
     def freeze_encoder(self) -> None:
@@ -38,13 +46,17 @@ class TextClassifier(nn.Module):
             self.encoder.eval()  # no dropout in a frozen feature extractor
         return self
 
-    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def reduce(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The encoder's output, reduced by the pooling to a few vectors per text (cacheable)."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.encoder_frozen):
             out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
-        return self.pooling(out.hidden_states, attention_mask)
+        return self.pooling.reduce(out.hidden_states, attention_mask)
+
+    def from_reduced(self, reduced: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pooling.combine(reduced))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(input_ids, attention_mask))
+        return self.from_reduced(self.reduce(input_ids, attention_mask))
 
 
 def load_pretrained_encoder(path: Path) -> PreTrainedModel:

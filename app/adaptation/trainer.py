@@ -1,6 +1,8 @@
-"""The training loop: AdamW, a registered lr schedule, evaluation each epoch, the best epoch kept.
+"""The training loop: AdamW, a registered lr schedule, an unfreezing schedule, regularizers,
+evaluation each epoch, and the best epoch kept.
 
-It holds no strategy logic: which weights train was decided before it starts (requires_grad).
+It holds no strategy logic: which weights may train was decided before it starts (requires_grad),
+the unfreezing schedule says which groups train at each step, and regularizers add their penalty.
 """
 
 from __future__ import annotations
@@ -15,11 +17,16 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from app.adaptation.callbacks import Callbacks, Cancelled, Progress
-from app.adaptation.data import Batches, LabeledTexts, encode
+from app.adaptation.data import Batch, Batches, LabeledTexts, encode
+from app.adaptation.features import FeatureBatches, reduce_all
+from app.adaptation.groups import LayerGroup, layer_groups
 from app.adaptation.inference import predict_proba
 from app.adaptation.metrics import classification_report
 from app.adaptation.model import TextClassifier
+from app.adaptation.optim import build_optimizer, group_learning_rate
+from app.adaptation.regularizers import Regularizer
 from app.adaptation.schedules import SCHEDULES
+from app.adaptation.unfreezing import UNFREEZING, Position
 from app.schemas.spec import JobSpec
 
 
@@ -28,33 +35,18 @@ class TrainOutcome:
     best_epoch: int
     best_metrics: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
+    phases: list[dict[str, Any]] = field(default_factory=list)
     steps: int = 0
     stopped_early: bool = False
+    features_cached: bool = False
 
 
 def evaluate(
-    model: TextClassifier,
-    tokenizer: PreTrainedTokenizerBase,
-    data: LabeledTexts,
-    labels: list[str],
-    max_length: int,
+    model: TextClassifier, tokenizer: PreTrainedTokenizerBase, data: LabeledTexts, labels: list[str], max_length: int
 ) -> dict[str, Any]:
     probabilities = predict_proba(model, tokenizer, data.texts, max_length)
     predicted = [labels[i] for i in probabilities.argmax(dim=-1).tolist()]
     return classification_report(data.labels, predicted, labels)
-
-
-def build_optimizer(model: nn.Module, spec: JobSpec) -> torch.optim.Optimizer:
-    # No weight decay on biases and LayerNorm weights, as in BERT's original optimizer.
-    decay, no_decay = [], []
-    for name, parameter in model.named_parameters():
-        if parameter.requires_grad:
-            (no_decay if parameter.ndim < 2 or "LayerNorm" in name else decay).append(parameter)
-    groups = [
-        {"params": decay, "weight_decay": spec.optimization.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=spec.training.learning_rate)
 
 
 class Trainer:
@@ -66,55 +58,49 @@ class Trainer:
         spec: JobSpec,
         callbacks: Callbacks,
         progress_interval: float = 1.0,
+        regularizers: list[Regularizer] | None = None,
     ) -> None:
         self.model, self.tokenizer, self.labels, self.spec = model, tokenizer, labels, spec
         self.callbacks, self.progress_interval = callbacks, progress_interval
+        self.regularizers = regularizers or []
         self.device = next(model.parameters()).device
+        self.groups = layer_groups(model, model.num_layers)
+        self.touched: set[str] = set()  # every parameter that has been trainable so far
+        self.phase: frozenset[str] | None = None
 
     def fit(self, train: LabeledTexts, validation: LabeledTexts) -> TrainOutcome:
         cfg = self.spec.training
-        label_ids = {label: i for i, label in enumerate(self.labels)}
-        batches = Batches(
-            encode(self.tokenizer, train.texts, cfg.max_length),
-            [label_ids[label] for label in train.labels],
-            cfg.batch_size,
-            self.tokenizer.pad_token_id,
-        )
-        total_steps = len(batches) * cfg.epochs
-        optimizer = build_optimizer(self.model, self.spec)
-        schedule = SCHEDULES.get(self.spec.optimization.lr_schedule)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: schedule(step, total_steps, self.spec.optimization)
-        )
-        rng = random.Random(cfg.seed)
         outcome = TrainOutcome(best_epoch=0, best_metrics={})
+        train_batches, validation_batches = self._batches(train, validation, outcome)
+        total_steps = len(train_batches) * cfg.epochs
+        optimizer = build_optimizer(self.model, self.groups, self.spec)
+        schedule, options = SCHEDULES.get(self.spec.optimization.lr_schedule.name), self.spec.optimization.lr_schedule
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule(step, total_steps, options))
+        rng = random.Random(cfg.seed)
         best_state: dict[str, torch.Tensor] = {}
-        self._started = time.monotonic()
-        self._last_report = self._started
+        self._started = self._last_report = time.monotonic()
         for epoch in range(1, cfg.epochs + 1):
             self.model.train()
             loss_sum, loss_steps = torch.zeros((), device=self.device), 0
-            for batch in batches.training_order(rng):
-                loss = self._step(batch.input_ids, batch.attention_mask, batch.labels, optimizer, scheduler)
-                loss_sum += loss
+            for batch in train_batches.training_order(rng):
+                self._enter_phase(Position(epoch, outcome.steps, len(train_batches), total_steps), outcome)
+                loss_sum += self._step(batch, optimizer, scheduler)
                 loss_steps += 1
                 outcome.steps += 1
                 if time.monotonic() - self._last_report >= self.progress_interval:
                     mean_loss = (loss_sum / loss_steps).item()
                     loss_sum, loss_steps = torch.zeros((), device=self.device), 0
-                    self._report(epoch, outcome.steps, total_steps, mean_loss, scheduler.get_last_lr()[0])
-            metrics = evaluate(self.model, self.tokenizer, validation, self.labels, cfg.max_length)
+                    self._report(epoch, outcome.steps, total_steps, mean_loss, scheduler.get_last_lr()[-1])
+            metrics = self._evaluate(validation_batches, validation.labels)
             summary = {"epoch": epoch, "step": outcome.steps, **_summary(metrics)}
             outcome.history.append(summary)
             self.callbacks.on_event(
-                "evaluated",
-                f"epoch {epoch}: accuracy {metrics['accuracy']:.4f}, macro_f1 {metrics['macro_f1']:.4f}",
+                "evaluated", f"epoch {epoch}: accuracy {metrics['accuracy']:.4f}, macro_f1 {metrics['macro_f1']:.4f}",
                 summary,
             )
-            score = metrics[cfg.eval_metric]
-            if not outcome.best_metrics or score > outcome.best_metrics[cfg.eval_metric]:
+            if not outcome.best_metrics or metrics[cfg.eval_metric] > outcome.best_metrics[cfg.eval_metric]:
                 outcome.best_epoch, outcome.best_metrics = epoch, metrics
-                best_state = self._trainable_state()
+                best_state = self._touched_state()
             elif cfg.early_stopping_patience and epoch - outcome.best_epoch >= cfg.early_stopping_patience:
                 outcome.stopped_early = True
                 self.callbacks.on_event("early_stopped", f"no improvement since epoch {outcome.best_epoch}", {})
@@ -122,43 +108,107 @@ class Trainer:
         self.model.load_state_dict(best_state, strict=False)
         return outcome
 
-    def _step(self, input_ids, attention_mask, labels, optimizer, scheduler) -> torch.Tensor:
-        logits = self.model(input_ids.to(self.device), attention_mask.to(self.device))
-        loss = nn.functional.cross_entropy(logits, labels.to(self.device))
-        loss.backward()
+    # ---- data ----------------------------------------------------------------------------------
+
+    def _batches(self, train: LabeledTexts, validation: LabeledTexts, outcome: TrainOutcome):
+        cfg = self.spec.training
+        ids = {label: i for i, label in enumerate(self.labels)}
+        pad = self.tokenizer.pad_token_id
+        train_tokens = Batches(encode(self.tokenizer, train.texts, cfg.max_length),
+                               [ids[label] for label in train.labels], cfg.batch_size, pad)
+        validation_tokens = Batches(encode(self.tokenizer, validation.texts, cfg.max_length), None, 64, pad)
+        if not self.model.encoder_frozen or any(r.needs_inputs for r in self.regularizers):
+            return train_tokens, validation_tokens
+        # A frozen encoder gives the same features every epoch: compute them once.
+        outcome.features_cached = True
+        self.callbacks.on_event("features_cached", "frozen encoder: features computed once per example", {})
+        return (
+            FeatureBatches(reduce_all(self.model, train_tokens), train_tokens.labels, cfg.batch_size),
+            FeatureBatches(reduce_all(self.model, validation_tokens), None, 256),
+        )
+
+    def _logits(self, batch: Batch) -> torch.Tensor:
+        if batch.features is not None:
+            return self.model.from_reduced(batch.features.to(self.device))
+        return self.model(batch.input_ids.to(self.device), batch.attention_mask.to(self.device))
+
+    @torch.inference_mode()
+    def _evaluate(self, batches: Batches | FeatureBatches, gold: list[str]) -> dict[str, Any]:
+        self.model.eval()
+        predicted: list[str] = [""] * len(gold)
+        for batch in batches.by_length():
+            for index, label in zip(batch.indices, self._logits(batch).argmax(dim=-1).tolist(), strict=True):
+                predicted[index] = self.labels[label]
+        self.model.train()
+        return classification_report(gold, predicted, self.labels)
+
+    # ---- one step ------------------------------------------------------------------------------
+
+    def _step(self, batch: Batch, optimizer, scheduler) -> torch.Tensor:
+        logits = self._logits(batch)
+        loss = nn.functional.cross_entropy(logits, batch.labels.to(self.device))
+        total = loss
+        for regularizer in self.regularizers:
+            ids = None if batch.input_ids is None else batch.input_ids.to(self.device)
+            mask = None if batch.attention_mask is None else batch.attention_mask.to(self.device)
+            total = total + regularizer.penalty(self.model, ids, mask, logits)
+        total.backward()
         if self.spec.optimization.max_grad_norm is not None:
-            trainable = [p for group in optimizer.param_groups for p in group["params"]]
+            trainable = [p for p in self.model.parameters() if p.grad is not None]
             torch.nn.utils.clip_grad_norm_(trainable, self.spec.optimization.max_grad_norm)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         return loss.detach()
 
-    def _report(self, epoch: int, step: int, total: int, loss: float | None, lr: float | None) -> None:
-        self._last_report = time.monotonic()
-        self.callbacks.on_progress(
-            Progress(
-                "train",
-                epoch,
-                self.spec.training.epochs,
-                step,
-                total,
-                self._last_report - self._started,
-                loss,
-                lr,
-            )
-        )
-        if self.callbacks.should_stop():
-            raise Cancelled(f"stopped at step {step} of {total}")
+    # ---- unfreezing ----------------------------------------------------------------------------
 
-    def _trainable_state(self) -> dict[str, torch.Tensor]:
-        # Frozen weights never change, so the trainable ones (and buffers) fix the best epoch.
+    def _enter_phase(self, position: Position, outcome: TrainOutcome) -> None:
+        options = self.spec.optimization.unfreezing
+        if options.name == "none" and self.phase is not None:
+            return  # one phase for the whole run
+        if options.name == "none":
+            trainable = frozenset(g.name for g in self.groups if self._any_trainable(g))
+        else:
+            trainable = UNFREEZING.get(options.name)(position, self.model.num_layers, options)
+        if trainable == self.phase:
+            return
+        self.phase = trainable
+        named = dict(self.model.named_parameters())
+        for group in self.groups:
+            for name in group.parameter_names:
+                if options.name != "none":
+                    named[name].requires_grad_(group.name in trainable)
+                if named[name].requires_grad:
+                    self.touched.add(name)
+        record = {
+            "phase": len(outcome.phases) + 1, "epoch": position.epoch, "step": position.step,
+            "trainable_groups": [g.name for g in self.groups if g.name in trainable],
+            "learning_rates": {g.name: group_learning_rate(self.spec, g) for g in self.groups if g.name in trainable},
+        }
+        outcome.phases.append(record)
+        self.callbacks.on_event("phase", f"phase {record['phase']}: training {', '.join(record['trainable_groups'])}",
+                                record)
+
+    def _any_trainable(self, group: LayerGroup) -> bool:
+        named = dict(self.model.named_parameters())
+        return any(named[n].requires_grad for n in group.parameter_names)
+
+    def _touched_state(self) -> dict[str, torch.Tensor]:
+        # Untouched weights never changed, so the touched ones (and buffers) fix the best epoch.
         params = dict(self.model.named_parameters())
         return {
             key: value.detach().clone()
             for key, value in self.model.state_dict().items()
-            if key not in params or params[key].requires_grad
+            if key not in params or key in self.touched
         }
+
+    def _report(self, epoch: int, step: int, total: int, loss: float | None, lr: float | None) -> None:
+        self._last_report = time.monotonic()
+        elapsed = self._last_report - self._started
+        self.callbacks.on_progress(Progress("train", epoch, self.spec.training.epochs, step, total, elapsed, loss, lr))
+        if self.callbacks.should_stop():
+            raise Cancelled(f"stopped at step {step} of {total}")
 
 
 def _summary(metrics: dict[str, Any]) -> dict[str, float]:

@@ -1,19 +1,32 @@
 """The adaptation job spec: what a client submits, and what the job record stores fully expanded.
 
 Names follow the NAACL 2019 "Transfer Learning in NLP" tutorial as mapped in DESIGN.md. Every
-choice that names a registered engine unit (pooling, head, schedule, ...) is a Literal of the
-registry's names; tests/adaptation/test_registry.py checks that the two lists agree.
+choice that names a registered engine unit (pooling, head, schedule, ...) is a Literal of (or a
+discriminated union over) the registry's names; tests/adaptation/test_registry.py checks that the
+spec and the registries agree. Units with options accept the bare name as shorthand:
+`"lr_schedule": "cosine"` means `{"name": "cosine"}`.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class Named(Strict):
+    """A unit with options, written either as {"name": ..., options} or as its bare name."""
+
+
+def _bare_name(value: Any) -> Any:
+    return {"name": value} if isinstance(value, str) else value
+
+
+ByName = BeforeValidator(_bare_name)
 
 
 class DataRefs(Strict):
@@ -23,29 +36,149 @@ class DataRefs(Strict):
         description="Id of the validation dataset; without it a stratified `validation_fraction` "
         "of train is held out (and reported) instead.",
     )
-    test: str | None = Field(
-        None, description="Optional test dataset, evaluated once with the kept model and reported."
-    )
+    test: str | None = Field(None, description="Optional test dataset, evaluated once with the kept model and reported.")
     validation_fraction: float = Field(
         0.1, gt=0, lt=0.5, description="Share of train held out when no validation set is given."
     )
 
 
+# ---- architecture: what sits on and inside the encoder --------------------------------------------
+
+
+class AdapterConfig(Strict):
+    placement: Literal["houlsby", "pfeiffer"] = Field(
+        "houlsby",
+        description="houlsby: after attention and after the feed-forward of every layer (Houlsby et al. 2019); "
+        "pfeiffer: after the feed-forward only (Pfeiffer et al. 2020).",
+    )
+    size: int = Field(64, ge=1, le=4096, description="Bottleneck width.")
+
+
+class LoraConfig(Strict):
+    r: int = Field(8, ge=1, le=512, description="Rank of the low-rank update (Hu et al. 2021).")
+    alpha: float = Field(16, gt=0, description="Scale: the update is multiplied by alpha / r.")
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on the LoRA input.")
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["query", "value"], min_length=1, description="Linear layers that get LoRA."
+    )
+
+
+# Module names that adapters wrap (BERT naming); LoRA on the same modules would wrap them twice.
+ADAPTER_WRAPPED_MODULES = {"dense"}
+
+
 class ModelConfig(Strict):
-    pooling: Literal["mean", "cls", "max"] = Field("mean", description="How token vectors become one vector per text.")
-    head: Literal["linear"] = Field("linear", description="Task layer on top of the pooled vector.")
-    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout before the head.")
+    pooling: Literal["mean", "cls", "max", "scalar_mix"] = Field(
+        "mean",
+        description="How token vectors become one vector per text; scalar_mix is a learned softmax-weighted "
+        "sum of every layer, times a learned scale (ELMo), then mean-pooled.",
+    )
+    head: Literal["linear", "mlp"] = Field("linear", description="Task layer on top of the pooled vector.")
+    head_hidden: int = Field(256, ge=1, le=8192, description="Hidden width of the mlp head.")
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout in the head.")
+    adapters: AdapterConfig | None = Field(None, description="Bottleneck adapters inside every layer.")
+    lora: LoraConfig | None = Field(None, description="LoRA updates on chosen linear layers (via peft).")
+
+    @model_validator(mode="after")
+    def _no_double_wrapping(self) -> ModelConfig:
+        if self.adapters and self.lora and ADAPTER_WRAPPED_MODULES & set(self.lora.target_modules):
+            raise ValueError(
+                "adapters and lora would both wrap the same modules "
+                f"({', '.join(sorted(ADAPTER_WRAPPED_MODULES & set(self.lora.target_modules)))}); "
+                "choose lora.target_modules outside them"
+            )
+        return self
+
+
+# ---- optimization: which weights, when, how hard -------------------------------------------------
+
+
+class Constant(Named):
+    name: Literal["constant"] = "constant"
+
+
+class LinearWarmup(Named):
+    name: Literal["linear_warmup"] = "linear_warmup"
+    warmup_fraction: float = Field(0.06, ge=0, lt=1, description="Share of steps spent warming up.")
+
+
+class SlantedTriangular(Named):
+    name: Literal["slanted_triangular"] = "slanted_triangular"
+    cut_frac: float = Field(0.1, gt=0, lt=1, description="Share of steps spent increasing (Howard & Ruder 2018).")
+    ratio: float = Field(32, ge=1, description="How much smaller the lowest rate is than the peak.")
+
+
+class Cosine(Named):
+    name: Literal["cosine"] = "cosine"
+    warmup_fraction: float = Field(0.06, ge=0, lt=1, description="Share of steps spent warming up.")
+
+
+LrSchedule = Annotated[Constant | LinearWarmup | SlantedTriangular | Cosine, Field(discriminator="name"), ByName]
+
+
+class NoUnfreezing(Named):
+    name: Literal["none"] = "none"
+
+
+class TopOnly(Named):
+    name: Literal["top_only"] = "top_only"
+
+
+class Gradual(Named):
+    name: Literal["gradual"] = "gradual"
+    every_steps: int | None = Field(
+        None, ge=1, description="Unfreeze one more group every this many steps; null: once per epoch (ULMFiT)."
+    )
+
+
+class ChainThaw(Named):
+    name: Literal["chain_thaw"] = "chain_thaw"
+
+
+class Sequential(Named):
+    name: Literal["sequential"] = "sequential"
+    new_epochs: int = Field(1, ge=1, description="Epochs training only the new parameters.")
+    body_epochs: int = Field(1, ge=1, description="Then epochs training all but the embeddings.")
+
+
+Unfreezing = Annotated[NoUnfreezing | TopOnly | Gradual | ChainThaw | Sequential, Field(discriminator="name"), ByName]
+
+
+class L2SP(Named):
+    name: Literal["l2_sp"] = "l2_sp"
+    alpha: float = Field(0.01, ge=0, description="Pull of pretrained weights toward their starting point.")
+    beta: float = Field(0.01, ge=0, description="Plain L2 on the new weights (Li et al. 2018).")
+
+
+class EWC(Named):
+    name: Literal["ewc"] = "ewc"
+    weight: float = Field(1.0, ge=0, description="lambda: strength of the Fisher-weighted pull.")
+    fisher_data: str = Field(description="Dataset whose text estimates the Fisher (masked-LM objective).")
+    fisher_batches: int = Field(16, ge=1, le=10_000, description="Batches used for the estimate.")
+
+
+class SourceDistillation(Named):
+    name: Literal["source_distillation"] = "source_distillation"
+    source_model: str = Field(description="Id of a trained model with the same labels whose predictions anchor.")
+    weight: float = Field(1.0, ge=0, description="Weight of the KL term.")
+    temperature: float = Field(2.0, gt=0, description="Softmax temperature of both distributions.")
+
+
+Regularizer = Annotated[L2SP | EWC | SourceDistillation, Field(discriminator="name"), ByName]
 
 
 class OptimizationConfig(Strict):
-    train: Literal["all", "head_only"] = Field(
+    train: Literal["all", "head_only", "adapters", "lora"] = Field(
         "all",
-        description="Which weights train: `all` (fine-tuning) or `head_only` (frozen encoder: feature extraction).",
+        description="Which weights train: all (fine-tuning), head_only (frozen encoder: feature extraction), "
+        "adapters (with model.adapters), lora (with model.lora).",
     )
-    lr_schedule: Literal["linear_warmup", "constant"] = Field(
-        "linear_warmup", description="Learning-rate schedule over the whole run."
+    unfreezing: Unfreezing = Field(default_factory=NoUnfreezing, description="When each layer group trains.")
+    discriminative_decay: float | None = Field(
+        None, ge=1, description="Group l gets lr / decay^(distance from the top); 2.6 in ULMFiT; null: off."
     )
-    warmup_fraction: float = Field(0.06, ge=0, lt=1, description="Share of steps spent warming up (linear_warmup).")
+    lr_schedule: LrSchedule = Field(default_factory=LinearWarmup, description="Learning rate over the run.")
+    regularizers: list[Regularizer] = Field(default_factory=list, description="Penalties added to the loss.")
     weight_decay: float = Field(0.01, ge=0, le=1, description="AdamW decoupled weight decay.")
     max_grad_norm: float | None = Field(1.0, gt=0, description="Gradient clipping; null for none.")
 
@@ -75,7 +208,17 @@ class JobSpec(Strict):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
 
     @model_validator(mode="after")
-    def _fields_differ(self) -> JobSpec:
+    def _coherent(self) -> JobSpec:
         if self.text_field == self.label_field:
             raise ValueError("text_field and label_field must name different columns")
+        train, schedule = self.optimization.train, self.optimization.unfreezing.name
+        if schedule != "none" and train != "all":
+            raise ValueError(
+                f"optimization.unfreezing {schedule!r} decides which layers train over time, which needs "
+                f"optimization.train 'all', not {train!r}"
+            )
+        if train == "adapters" and self.model.adapters is None:
+            raise ValueError("optimization.train 'adapters' needs model.adapters (e.g. {\"placement\": \"houlsby\"})")
+        if train == "lora" and self.model.lora is None:
+            raise ValueError("optimization.train 'lora' needs model.lora (e.g. {\"r\": 8})")
         return self

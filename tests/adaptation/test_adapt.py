@@ -90,9 +90,10 @@ def test_head_only_leaves_every_encoder_weight_bit_identical(task, tiny_model_di
     compared = [k for k in pretrained if k in encoder]
     assert len(compared) >= 30
     assert all(torch.equal(pretrained[k], encoder[k]) for k in compared)
-    head = sum(p.numel() for p in result.model.head.parameters())
-    assert result.trainable_params == head == 32 * 2 + 2
-    assert result.total_params > 100 * head
+    new = sum(p.numel() for p in [*result.model.head.parameters(), *result.model.pooling.parameters()])
+    assert result.trainable_params == new == (32 * 2 + 2) + (3 + 1)  # linear head + scalar mix of 3 layers
+    assert result.total_params > 100 * new
+    assert result.metrics["features_cached"] is True
 
 
 def test_fine_tuning_counts_every_weight_as_trainable(trained):
@@ -151,7 +152,7 @@ def test_progress_is_reported_and_increases(task, tiny_model_dir):
     recorder = Recorder()
     adapt(spec(), task, tiny_model_dir, recorder, progress_interval=0.0)
     assert recorder.steps == list(range(1, 3 * 19 + 1))  # interval 0: every step
-    assert recorder.events == ["training_started", "evaluated", "evaluated", "evaluated"]
+    assert recorder.events == ["training_started", "phase", "evaluated", "evaluated", "evaluated"]
 
 
 def test_should_stop_cancels_between_steps(task, tiny_model_dir):

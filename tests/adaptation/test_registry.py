@@ -7,13 +7,24 @@ import pytest
 from app.adaptation.heads import HEADS
 from app.adaptation.pooling import POOLINGS
 from app.adaptation.registry import Registry
+from app.adaptation.regularizers import REGULARIZERS
 from app.adaptation.schedules import SCHEDULES
 from app.adaptation.strategies import STRATEGIES
+from app.adaptation.unfreezing import UNFREEZING
 from app.schemas.spec import ModelConfig, OptimizationConfig
 
 
-def literal_names(model: type, field: str) -> list[str]:
-    return sorted(typing.get_args(model.model_fields[field].annotation))
+def spec_names(model: type, field: str) -> list[str]:
+    """The names a spec field accepts: a Literal's values, or a discriminated union's `name` tags."""
+    annotation = model.model_fields[field].annotation
+    if typing.get_origin(annotation) is list:
+        annotation = typing.get_args(annotation)[0]
+    if typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    members = typing.get_args(annotation)
+    if all(isinstance(m, str) for m in members):
+        return sorted(members)
+    return sorted(typing.get_args(m.model_fields["name"].annotation)[0] for m in members)
 
 
 @pytest.mark.parametrize(
@@ -23,14 +34,17 @@ def literal_names(model: type, field: str) -> list[str]:
         (HEADS, ModelConfig, "head"),
         (SCHEDULES, OptimizationConfig, "lr_schedule"),
         (STRATEGIES, OptimizationConfig, "train"),
+        (UNFREEZING, OptimizationConfig, "unfreezing"),
+        (REGULARIZERS, OptimizationConfig, "regularizers"),
     ],
 )
 def test_spec_names_match_registry(registry: Registry, model: type, field: str):
-    assert registry.names() == literal_names(model, field)
+    assert registry.names() == spec_names(model, field)
+    assert len(registry.names()) >= 2
 
 
 def test_unknown_name_lists_the_known_ones():
-    with pytest.raises(KeyError, match="unknown pooling 'attention'; known: cls, max, mean"):
+    with pytest.raises(KeyError, match="unknown pooling 'attention'; known: cls, max, mean, scalar_mix"):
         POOLINGS.get("attention")
 
 

@@ -7,10 +7,11 @@ from collections.abc import Callable
 from torch import nn
 
 from app.adaptation.registry import Registry, discover
+from app.schemas.spec import ModelConfig
 
-# A head factory takes (input size, number of labels, dropout) and returns a module mapping the
-# pooled vector to logits.
-HeadFactory = Callable[[int, int, float], nn.Module]
+# A head factory takes (input size, number of labels, the model config) and returns a module
+# mapping the pooled vector to logits.
+HeadFactory = Callable[[int, int, ModelConfig], nn.Module]
 HEADS: Registry[HeadFactory] = Registry("head")
 
 discover(__name__)

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from app.adaptation.pooling import POOLINGS
+from app.adaptation.pooling import POOLINGS, Pooling
 
 
-class ClsPooling(nn.Module):
-    def forward(self, hidden_states: tuple[torch.Tensor, ...], mask: torch.Tensor) -> torch.Tensor:
-        return hidden_states[-1][:, 0]
+class ClsPooling(Pooling):
+    def reduce(self, hidden_states: tuple[torch.Tensor, ...], mask: torch.Tensor) -> torch.Tensor:
+        return hidden_states[-1][:, :1]
 
 
 @POOLINGS.register("cls")
-def cls(hidden_size: int, num_layers: int) -> nn.Module:
+def cls(hidden_size: int, num_layers: int) -> Pooling:
     return ClsPooling()

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from app.adaptation.pooling import POOLINGS
+from app.adaptation.pooling import POOLINGS, Pooling
 
 
-class MaxPooling(nn.Module):
-    def forward(self, hidden_states: tuple[torch.Tensor, ...], mask: torch.Tensor) -> torch.Tensor:
+class MaxPooling(Pooling):
+    def reduce(self, hidden_states: tuple[torch.Tensor, ...], mask: torch.Tensor) -> torch.Tensor:
         last = hidden_states[-1]
         padded = ~mask.bool().unsqueeze(-1)
-        return last.masked_fill(padded, torch.finfo(last.dtype).min).max(dim=1).values
+        return last.masked_fill(padded, torch.finfo(last.dtype).min).max(dim=1, keepdim=True).values
 
 
 @POOLINGS.register("max")
-def max_(hidden_size: int, num_layers: int) -> nn.Module:
+def max_(hidden_size: int, num_layers: int) -> Pooling:
     return MaxPooling()

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from app.adaptation.pooling import POOLINGS
+from app.adaptation.pooling import POOLINGS, Pooling, masked_mean
 
 
-class MeanPooling(nn.Module):
-    def forward(self, hidden_states: tuple[torch.Tensor, ...], mask: torch.Tensor) -> torch.Tensor:
-        weights = mask.unsqueeze(-1).to(hidden_states[-1].dtype)
-        summed = (hidden_states[-1] * weights).sum(dim=1)
-        return summed / weights.sum(dim=1).clamp(min=1.0)
+class MeanPooling(Pooling):
+    def reduce(self, hidden_states: tuple[torch.Tensor, ...], mask: torch.Tensor) -> torch.Tensor:
+        return masked_mean(hidden_states[-1], mask).unsqueeze(1)
 
 
 @POOLINGS.register("mean")
-def mean(hidden_size: int, num_layers: int) -> nn.Module:
+def mean(hidden_size: int, num_layers: int) -> Pooling:
     return MeanPooling()

@@ -6,13 +6,19 @@ The schedule BERT was fine-tuned with (Devlin et al. 2019, appendix A.3).
 from __future__ import annotations
 
 from app.adaptation.schedules import SCHEDULES
-from app.schemas.spec import OptimizationConfig
+from app.schemas.spec import LinearWarmup
+
+
+def warmup(step: int, total_steps: int, fraction: float) -> float | None:
+    """The warm-up multiplier, or None once warm-up is over."""
+    steps = int(total_steps * fraction)
+    return (step + 1) / steps if step < steps else None
 
 
 @SCHEDULES.register("linear_warmup")
-def linear_warmup(step: int, total_steps: int, config: OptimizationConfig) -> float:
-    warmup = int(total_steps * config.warmup_fraction)
-    if step < warmup:
-        return (step + 1) / warmup
-    remaining = max(1, total_steps - warmup)
-    return max(0.0, (total_steps - step) / remaining)
+def linear_warmup(step: int, total_steps: int, options: LinearWarmup) -> float:
+    rising = warmup(step, total_steps, options.warmup_fraction)
+    if rising is not None:
+        return rising
+    decay_steps = max(1, total_steps - int(total_steps * options.warmup_fraction))
+    return max(0.0, (total_steps - step) / decay_steps)

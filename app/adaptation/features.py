@@ -1,0 +1,52 @@
+"""Cached frozen features: with the encoder frozen, run it once per example and train on the result.
+
+The pooling's `reduce` output (one vector per layer for scalar_mix, one for the others) is computed
+once for the training and validation sets; every epoch then costs only the head. Batches of cached
+features look like token batches to the trainer.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+
+import torch
+
+from app.adaptation.data import Batch, Batches
+from app.adaptation.model import TextClassifier
+
+
+@torch.inference_mode()
+def reduce_all(model: TextClassifier, batches: Batches) -> torch.Tensor:
+    model.eval()
+    device = next(model.parameters()).device
+    features: torch.Tensor | None = None
+    for batch in batches.by_length():
+        reduced = model.reduce(batch.input_ids.to(device), batch.attention_mask.to(device)).float().cpu()
+        if features is None:
+            features = torch.empty(len(batches.ids), *reduced.shape[1:])
+        features[batch.indices] = reduced
+    assert features is not None, "no examples to encode"
+    return features
+
+
+class FeatureBatches:
+    def __init__(self, features: torch.Tensor, labels: list[int] | None, batch_size: int) -> None:
+        self.features, self.batch_size = features, batch_size
+        self.labels = None if labels is None else torch.tensor(labels, dtype=torch.long)
+
+    def __len__(self) -> int:
+        return (len(self.features) + self.batch_size - 1) // self.batch_size
+
+    def training_order(self, rng: random.Random) -> Iterator[Batch]:
+        order = list(range(len(self.features)))
+        rng.shuffle(order)
+        return (self._batch(order[i : i + self.batch_size]) for i in range(0, len(order), self.batch_size))
+
+    def by_length(self) -> Iterator[Batch]:
+        order = list(range(len(self.features)))
+        return (self._batch(order[i : i + self.batch_size]) for i in range(0, len(order), self.batch_size))
+
+    def _batch(self, indices: list[int]) -> Batch:
+        labels = None if self.labels is None else self.labels[indices]
+        return Batch(indices, None, None, labels, features=self.features[indices])

@@ -1,0 +1,19 @@
+"""Linear warm-up, then half a cosine from the peak down to zero (Loshchilov & Hutter 2017, no restarts)."""
+
+from __future__ import annotations
+
+import math
+
+from app.adaptation.schedules import SCHEDULES
+from app.adaptation.schedules.linear_warmup import warmup
+from app.schemas.spec import Cosine
+
+
+@SCHEDULES.register("cosine")
+def cosine(step: int, total_steps: int, options: Cosine) -> float:
+    rising = warmup(step, total_steps, options.warmup_fraction)
+    if rising is not None:
+        return rising
+    start = int(total_steps * options.warmup_fraction)
+    progress = (step - start) / max(1, total_steps - start)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
