@@ -121,8 +121,16 @@ def adapt(
     )
     started = time.monotonic()
     resources = resources or Resources()
-    context = RegularizerContext(model, tokenizer, device, spec.training.max_length, spec.training.batch_size,
-                                 spec.training.seed, resources.texts, resources.source_models)
+    context = RegularizerContext(
+        model,
+        tokenizer,
+        device,
+        spec.training.max_length,
+        spec.training.batch_size,
+        spec.training.seed,
+        resources.texts,
+        resources.source_models,
+    )
     regularizers = build_regularizers(spec, context)
     trainer = Trainer(model, tokenizer, labels, spec, callbacks, progress_interval, regularizers)
     outcome = trainer.fit(train, validation)

@@ -77,10 +77,13 @@ def load_classifier(directory: Path, base_model_path: Path | None = None) -> Loa
         encoder = AutoModel.from_config(AutoConfig.from_pretrained(directory / "encoder"))
     model = TextClassifier(encoder, ModelConfig.model_validate(card["model"]), len(card["labels"]))
     state = load_file(str(directory / WEIGHTS))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    expected_missing = set() if card["weights"] == "full" else {n for n, _ in model.named_parameters()} - set(state)
-    if unexpected or (set(missing) & {n for n, _ in model.named_parameters()}) - expected_missing:
-        raise ValueError(f"{directory}: weights do not fit the model (missing {missing[:5]}, unexpected {unexpected[:5]})")
+    absent = {n for n, _ in model.named_parameters()} - set(state) if card["weights"] == "full" else set()
+    stray = set(state) - set(model.state_dict())
+    if absent or stray:
+        raise ValueError(
+            f"{directory}: weights do not fit the model (absent {sorted(absent)[:5]}, stray {sorted(stray)[:5]})"
+        )
+    model.load_state_dict(state, strict=False)
     model.eval()
     tokenizer = AutoTokenizer.from_pretrained(directory / "tokenizer")
     return LoadedClassifier(model, tokenizer, card["labels"], card["max_length"])

@@ -23,8 +23,9 @@ def tied_lm_logits(encoder: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     return hidden @ encoder.get_input_embeddings().weight.T
 
 
-def masked_lm_loss(encoder: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                   targets: torch.Tensor) -> torch.Tensor:
+def masked_lm_loss(
+    encoder: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, targets: torch.Tensor
+) -> torch.Tensor:
     hidden = encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
     logits = tied_lm_logits(encoder, hidden)
     return nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE)

@@ -95,7 +95,8 @@ class Trainer:
             summary = {"epoch": epoch, "step": outcome.steps, **_summary(metrics)}
             outcome.history.append(summary)
             self.callbacks.on_event(
-                "evaluated", f"epoch {epoch}: accuracy {metrics['accuracy']:.4f}, macro_f1 {metrics['macro_f1']:.4f}",
+                "evaluated",
+                f"epoch {epoch}: accuracy {metrics['accuracy']:.4f}, macro_f1 {metrics['macro_f1']:.4f}",
                 summary,
             )
             if not outcome.best_metrics or metrics[cfg.eval_metric] > outcome.best_metrics[cfg.eval_metric]:
@@ -114,8 +115,12 @@ class Trainer:
         cfg = self.spec.training
         ids = {label: i for i, label in enumerate(self.labels)}
         pad = self.tokenizer.pad_token_id
-        train_tokens = Batches(encode(self.tokenizer, train.texts, cfg.max_length),
-                               [ids[label] for label in train.labels], cfg.batch_size, pad)
+        train_tokens = Batches(
+            encode(self.tokenizer, train.texts, cfg.max_length),
+            [ids[label] for label in train.labels],
+            cfg.batch_size,
+            pad,
+        )
         validation_tokens = Batches(encode(self.tokenizer, validation.texts, cfg.max_length), None, 64, pad)
         if not self.model.encoder_frozen or any(r.needs_inputs for r in self.regularizers):
             return train_tokens, validation_tokens
@@ -182,13 +187,16 @@ class Trainer:
                 if named[name].requires_grad:
                     self.touched.add(name)
         record = {
-            "phase": len(outcome.phases) + 1, "epoch": position.epoch, "step": position.step,
+            "phase": len(outcome.phases) + 1,
+            "epoch": position.epoch,
+            "step": position.step,
             "trainable_groups": [g.name for g in self.groups if g.name in trainable],
             "learning_rates": {g.name: group_learning_rate(self.spec, g) for g in self.groups if g.name in trainable},
         }
         outcome.phases.append(record)
-        self.callbacks.on_event("phase", f"phase {record['phase']}: training {', '.join(record['trainable_groups'])}",
-                                record)
+        self.callbacks.on_event(
+            "phase", f"phase {record['phase']}: training {', '.join(record['trainable_groups'])}", record
+        )
 
     def _any_trainable(self, group: LayerGroup) -> bool:
         named = dict(self.model.named_parameters())

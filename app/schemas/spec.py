@@ -36,7 +36,9 @@ class DataRefs(Strict):
         description="Id of the validation dataset; without it a stratified `validation_fraction` "
         "of train is held out (and reported) instead.",
     )
-    test: str | None = Field(None, description="Optional test dataset, evaluated once with the kept model and reported.")
+    test: str | None = Field(
+        None, description="Optional test dataset, evaluated once with the kept model and reported."
+    )
     validation_fraction: float = Field(
         0.1, gt=0, lt=0.5, description="Share of train held out when no validation set is given."
     )
@@ -218,7 +220,7 @@ class JobSpec(Strict):
                 f"optimization.train 'all', not {train!r}"
             )
         if train == "adapters" and self.model.adapters is None:
-            raise ValueError("optimization.train 'adapters' needs model.adapters (e.g. {\"placement\": \"houlsby\"})")
+            raise ValueError('optimization.train \'adapters\' needs model.adapters (e.g. {"placement": "houlsby"})')
         if train == "lora" and self.model.lora is None:
             raise ValueError("optimization.train 'lora' needs model.lora (e.g. {\"r\": 8})")
         return self

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.catalog import Catalog, UnknownBaseModel
-from app.db.models import Job, JobEvent, new_id, utcnow
+from app.db.models import Job, JobEvent, Model, new_id, utcnow
 from app.db.pagination import newest_first
 from app.schemas.recipes import UnknownRecipe, expand
 from app.schemas.spec import JobSpec
@@ -65,6 +65,31 @@ def check_data(session: Session, store: LocalArtifactStore, spec: JobSpec, tenan
                 raise InvalidInput(
                     f"data.train: dataset {dataset_id!r} has only one class in {spec.label_field!r} "
                     f"({', '.join(classes)}); a classifier needs at least two"
+                )
+            check_regularizer_inputs(session, spec, tenant_id, classes)
+
+
+def check_regularizer_inputs(session: Session, spec: JobSpec, tenant_id: str, train_classes: list[str]) -> None:
+    """EWC's Fisher data is the tenant's dataset; a distillation source is the tenant's model with the
+    same base model (tokenizer) and labels."""
+    for index, options in enumerate(spec.optimization.regularizers):
+        where = f"optimization.regularizers.{index}"
+        if options.name == "ewc":
+            try:
+                dataset = get_dataset(session, tenant_id=tenant_id, dataset_id=options.fisher_data)
+            except NotFound:
+                raise InvalidInput(f"{where}.fisher_data: dataset {options.fisher_data!r} not found") from None
+            if spec.text_field not in dataset.columns:
+                raise InvalidInput(f"{where}.fisher_data: dataset {dataset.id!r} has no column {spec.text_field!r}")
+        elif options.name == "source_distillation":
+            source = session.get(Model, options.source_model)
+            if source is None or source.tenant_id != tenant_id:
+                raise InvalidInput(f"{where}.source_model: model {options.source_model!r} not found")
+            if source.base_model != spec.base_model or sorted(source.labels) != train_classes:
+                raise InvalidInput(
+                    f"{where}.source_model: model {source.id!r} must share the job's base_model "
+                    f"({spec.base_model!r}) and labels ({', '.join(train_classes)}); it has "
+                    f"{source.base_model!r} and {', '.join(sorted(source.labels))}"
                 )
 
 

@@ -11,8 +11,9 @@ from typing import Any
 
 from sqlalchemy import update
 
-from app.adaptation import Cancelled, LabeledTexts, Progress, TaskData, adapt, save_classifier
-from app.adaptation.adapt import AdaptationResult
+from app.adaptation import Cancelled, LabeledTexts, Progress, TaskData, adapt, load_classifier, save_classifier
+from app.adaptation.adapt import AdaptationResult, Resources
+from app.adaptation.artifact import read_card
 from app.catalog import Catalog
 from app.config import Settings
 from app.db.models import Job, Model, new_id, utcnow
@@ -74,6 +75,20 @@ def claim(database_url: str, job_id: str) -> JobSpec | None:
         return JobSpec.model_validate(session.get(Job, job_id).spec)
 
 
+def load_resources(store: LocalArtifactStore, catalog: Catalog, spec: JobSpec) -> Resources:
+    """The Fisher texts and source models that the job's regularizers name."""
+    resources = Resources()
+    for options in spec.optimization.regularizers:
+        if options.name == "ewc":
+            rows = store.read_dataset(options.fisher_data)
+            resources.texts[options.fisher_data] = [row[spec.text_field] for row in rows]
+        elif options.name == "source_distillation":
+            directory = store.model_dir(options.source_model)
+            base = catalog.get(read_card(directory)["base_model"]).path
+            resources.source_models[options.source_model] = load_classifier(directory, base).model
+    return resources
+
+
 def load_task_data(store: LocalArtifactStore, spec: JobSpec) -> TaskData:
     def read(dataset_id: str | None) -> LabeledTexts | None:
         if dataset_id is None:
@@ -92,13 +107,14 @@ def run_job(settings: Settings, job_id: str) -> None:
         return
     store = LocalArtifactStore(settings.resolved_artifacts_dir)
     try:
-        base = Catalog(settings).get(spec.base_model)
+        catalog = Catalog(settings)
         result = adapt(
             spec,
             load_task_data(store, spec),
-            base.path,
+            catalog.get(spec.base_model).path,
             JobCallbacks(url, job_id),
             settings.progress_interval_seconds,
+            load_resources(store, catalog, spec),
         )
         publish(url, store, job_id, spec, result)
     except Cancelled as stop:
@@ -113,7 +129,16 @@ def publish(url: str, store: LocalArtifactStore, job_id: str, spec: JobSpec, res
     """Write the artifact, then record model and success in one transaction, unless cancelled meanwhile."""
     model_id = new_id("mdl")
     staging = store.staging_dir(model_id)
-    size = save_classifier(result.model, result.tokenizer, result.labels, spec.model, spec.training.max_length, staging)
+    size = save_classifier(
+        result.model,
+        result.tokenizer,
+        result.labels,
+        spec.model,
+        spec.training.max_length,
+        staging,
+        base_model=spec.base_model,
+        own_weights_only=spec.optimization.train != "all",
+    )
     store.publish_model(model_id)
     with session_scope(url) as session:
         session.add(

@@ -19,12 +19,13 @@ class ModelCache:
         self._models: OrderedDict[str, LoadedClassifier] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, model_id: str, directory: Path) -> LoadedClassifier:
+    def get(self, model_id: str, directory: Path, base_model_path: Path) -> LoadedClassifier:
+        """The loaded model; one that stores only its own weights is loaded over its base model."""
         with self._lock:
             if model_id in self._models:
                 self._models.move_to_end(model_id)
                 return self._models[model_id]
-            loaded = load_classifier(directory)
+            loaded = load_classifier(directory, base_model_path)
             self._models[model_id] = loaded
             while len(self._models) > self.capacity:
                 self._models.popitem(last=False)

@@ -33,7 +33,12 @@ def test_submit_stores_the_fully_expanded_spec(client, headers, train_id):
         "early_stopping_patience": None,
     }
     assert spec["recipe"] == "fine_tuning" and spec["optimization"]["train"] == "all"
-    assert spec["model"] == {"pooling": "mean", "head": "linear", "dropout": 0.1}
+    assert spec["model"] == {
+        "pooling": "mean", "head": "linear", "head_hidden": 256, "dropout": 0.1, "adapters": None, "lora": None
+    }
+    assert spec["optimization"]["lr_schedule"] == {"name": "linear_warmup", "warmup_fraction": 0.06}
+    assert spec["optimization"]["unfreezing"] == {"name": "none"}
+    assert spec["optimization"]["regularizers"] == [] and spec["optimization"]["discriminative_decay"] is None
     assert spec["data"] == {"train": train_id, "validation": None, "test": None, "validation_fraction": 0.1}
     assert job["status"] == "queued" and job["attempts"] == 0 and job["model_id"] is None
     assert job["timings"]["train_seconds"] is None and job["timings"]["queued_seconds"] >= 0
@@ -54,7 +59,7 @@ def test_a_recipe_expands_and_the_spec_overrides_it(client, headers, train_id):
     ).json()["id"]
     spec = client.get(f"/v1/jobs/{job_id}", headers=headers).json()["spec"]
     assert spec["optimization"]["train"] == "head_only"  # from the recipe
-    assert spec["training"]["learning_rate"] == 1e-3  # from the recipe
+    assert spec["training"]["learning_rate"] == 2e-3 and spec["model"]["pooling"] == "scalar_mix"  # recipe
     assert spec["training"]["epochs"] == 4  # the submitted override wins
 
 
@@ -65,7 +70,7 @@ def test_a_recipe_expands_and_the_spec_overrides_it(client, headers, train_id):
             {"base_model": "gpt-17"},
             "base_model: unknown base_model 'gpt-17'; the catalog has: minilm-l6, tiny-bert",
         ),
-        ({"recipe": "magic"}, "unknown recipe 'magic'; known recipes: feature_extraction, fine_tuning"),
+        ({"recipe": "magic"}, "unknown recipe 'magic'; known recipes: adapters, chain_thaw, ewc, feature_extraction, fine_tuning"),
         ({"data": {"train": "ds_missing"}}, "data.train: dataset 'ds_missing' not found"),
         (
             {"data": {"train": "TRAIN", "validation": "ds_nope"}},
@@ -78,7 +83,7 @@ def test_a_recipe_expands_and_the_spec_overrides_it(client, headers, train_id):
         ),
         ({"training": {"batch_size": "big"}}, "training.batch_size: Input should be a valid integer"),
         ({"training": {"epoch": 3}}, "training.epoch: Extra inputs are not permitted"),
-        ({"model": {"pooling": "attention"}}, "model.pooling: Input should be 'mean', 'cls' or 'max'"),
+        ({"model": {"pooling": "attention"}}, "model.pooling: Input should be 'mean', 'cls', 'max' or 'scalar_mix'"),
         ({"label_field": "topic"}, "no label column 'topic'; the columns are: text, label"),
         ({"text_field": "label", "label_field": "label"}, "text_field and label_field must name different"),
         ({"data": None}, "data: Input should be a valid dictionary"),

@@ -56,9 +56,13 @@ def test_events_tell_the_story_in_order(service, finished):
         "queued",
         "started",
         "training_started",
+        "phase",
         *["evaluated"] * 4,
         "succeeded",
     ]
+    phase = events[3]["data"]
+    assert phase["trainable_groups"] == ["embeddings", "layer_1", "layer_2", "new"]
+    assert phase["learning_rates"] == dict.fromkeys(phase["trainable_groups"], 1e-3)
     assert events[-1]["data"]["model_id"] == finished["model_id"]
 
 

@@ -31,8 +31,13 @@ class RegularizerContext:
 class Regularizer(Protocol):
     needs_inputs: bool  # True: penalty reads the batch's token ids (so features cannot be cached)
 
-    def penalty(self, model: TextClassifier, input_ids: torch.Tensor | None,
-                attention_mask: torch.Tensor | None, logits: torch.Tensor) -> torch.Tensor: ...
+    def penalty(
+        self,
+        model: TextClassifier,
+        input_ids: torch.Tensor | None,
+        attention_mask: torch.Tensor | None,
+        logits: torch.Tensor,
+    ) -> torch.Tensor: ...
 
 
 RegularizerFactory = Callable[[Any, RegularizerContext], Regularizer]

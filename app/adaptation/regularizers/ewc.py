@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from app.adaptation.data import Batches, encode
+from app.adaptation.data import Batches
 from app.adaptation.masked_lm import mask_tokens, masked_lm_loss
 from app.adaptation.model import TextClassifier
 from app.adaptation.regularizers import REGULARIZERS, RegularizerContext, is_pretrained
@@ -36,8 +36,12 @@ def estimate_fisher(context: RegularizerContext, texts: list[str], batches: int)
             continue
         model.zero_grad(set_to_none=True)
         with torch.enable_grad():
-            masked_lm_loss(model.encoder, inputs.to(context.device), batch.attention_mask.to(context.device),
-                           targets.to(context.device)).backward()
+            masked_lm_loss(
+                model.encoder,
+                inputs.to(context.device),
+                batch.attention_mask.to(context.device),
+                targets.to(context.device),
+            ).backward()
         for name, p in params.items():
             if p.grad is not None:
                 fisher[name] += p.grad.detach().pow(2)

@@ -2,7 +2,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
-from app.api.deps import SessionDep, SettingsDep, StoreDep, TenantDep, get_model_cache
+from app.api.deps import CatalogDep, SessionDep, SettingsDep, StoreDep, TenantDep, get_model_cache
 from app.schemas.resources import ModelPublic, ModelsPublic, PredictRequest, PredictResponse
 from app.services import models as service
 from app.services.errors import InvalidInput
@@ -47,6 +47,7 @@ def predict(
     store: StoreDep,
     tenant: TenantDep,
     settings: SettingsDep,
+    catalog: CatalogDep,
     cache: Annotated[Any, Depends(get_model_cache)],
 ) -> PredictResponse:
     """Labels and class probabilities for each input text, in order."""
@@ -56,5 +57,5 @@ def predict(
     session.close()  # release the connection before the forward pass
     from app.serving.predictor import predict as run_predict  # torch loads on first use
 
-    loaded = cache.get(model.id, store.model_dir(model.id))
+    loaded = cache.get(model.id, store.model_dir(model.id), catalog.get(model.base_model).path)
     return PredictResponse(predictions=run_predict(loaded, body.inputs))
