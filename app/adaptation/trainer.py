@@ -66,6 +66,7 @@ class Trainer:
         self.device = next(model.parameters()).device
         self.groups = layer_groups(model, model.num_layers)
         self.touched: set[str] = set()  # every parameter that has been trainable so far
+        self.best_state: dict[str, torch.Tensor] = {}  # touched weights (and buffers) at the best epoch
         self.phase: frozenset[str] | None = None
 
     def fit(self, train: LabeledTexts, validation: LabeledTexts) -> TrainOutcome:
@@ -77,7 +78,6 @@ class Trainer:
         schedule, options = SCHEDULES.get(self.spec.optimization.lr_schedule.name), self.spec.optimization.lr_schedule
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule(step, total_steps, options))
         rng = random.Random(cfg.seed)
-        best_state: dict[str, torch.Tensor] = {}
         self._started = self._last_report = time.monotonic()
         for epoch in range(1, cfg.epochs + 1):
             self.model.train()
@@ -101,12 +101,12 @@ class Trainer:
             )
             if not outcome.best_metrics or metrics[cfg.eval_metric] > outcome.best_metrics[cfg.eval_metric]:
                 outcome.best_epoch, outcome.best_metrics = epoch, metrics
-                best_state = self._touched_state()
+                self.best_state = self._touched_state()
             elif cfg.early_stopping_patience and epoch - outcome.best_epoch >= cfg.early_stopping_patience:
                 outcome.stopped_early = True
                 self.callbacks.on_event("early_stopped", f"no improvement since epoch {outcome.best_epoch}", {})
                 break
-        self.model.load_state_dict(best_state, strict=False)
+        self.model.load_state_dict(self.best_state, strict=False)
         return outcome
 
     # ---- data ----------------------------------------------------------------------------------
@@ -184,8 +184,10 @@ class Trainer:
             for name in group.parameter_names:
                 if options.name != "none":
                     named[name].requires_grad_(group.name in trainable)
-                if named[name].requires_grad:
+                if named[name].requires_grad and name not in self.touched:
                     self.touched.add(name)
+                    if self.best_state:  # untouched until now: at the best epoch it had this value
+                        self.best_state[name] = named[name].detach().clone()
         record = {
             "phase": len(outcome.phases) + 1,
             "epoch": position.epoch,

@@ -34,7 +34,12 @@ def test_submit_stores_the_fully_expanded_spec(client, headers, train_id):
     }
     assert spec["recipe"] == "fine_tuning" and spec["optimization"]["train"] == "all"
     assert spec["model"] == {
-        "pooling": "mean", "head": "linear", "head_hidden": 256, "dropout": 0.1, "adapters": None, "lora": None
+        "pooling": "mean",
+        "head": "linear",
+        "head_hidden": 256,
+        "dropout": 0.1,
+        "adapters": None,
+        "lora": None,
     }
     assert spec["optimization"]["lr_schedule"] == {"name": "linear_warmup", "warmup_fraction": 0.06}
     assert spec["optimization"]["unfreezing"] == {"name": "none"}
@@ -70,7 +75,10 @@ def test_a_recipe_expands_and_the_spec_overrides_it(client, headers, train_id):
             {"base_model": "gpt-17"},
             "base_model: unknown base_model 'gpt-17'; the catalog has: minilm-l6, tiny-bert",
         ),
-        ({"recipe": "magic"}, "unknown recipe 'magic'; known recipes: adapters, chain_thaw, ewc, feature_extraction, fine_tuning"),
+        (
+            {"recipe": "magic"},
+            "unknown recipe 'magic'; known recipes: adapters, chain_thaw, ewc, feature_extraction, fine_tuning",
+        ),
         ({"data": {"train": "ds_missing"}}, "data.train: dataset 'ds_missing' not found"),
         (
             {"data": {"train": "TRAIN", "validation": "ds_nope"}},

@@ -146,6 +146,49 @@ def test_a_job_whose_worker_raises_ends_failed_with_the_reason(service):
     assert last["kind"] == "failed" and "Traceback" in last["data"]["detail"]
 
 
+def test_an_adapter_model_stores_its_own_weights_and_is_served_over_its_base(service, finished):
+    train = upload(service, "a.csv", as_csv(sentiment(300, seed=1)))
+    test = upload(service, "at.csv", as_csv(TEST_SET))
+    job_id = submit(
+        service,
+        {
+            "base_model": "tiny-bert",
+            "recipe": "adapters",
+            "data": {"train": train, "test": test},
+            "model": {"adapters": {"size": 8}},
+            "training": {"epochs": 2, "batch_size": 16},
+        },
+    )
+    job = service.wait(job_id)
+    assert job["status"] == "succeeded", job["error"]
+    card = service.client.get(f"/v1/models/{job['model_id']}", headers=service.headers).json()
+    full = service.client.get(f"/v1/models/{finished['model_id']}", headers=service.headers).json()
+    assert card["trainable_params"] < 0.01 * card["total_params"]
+    assert card["artifact_bytes"] < 0.25 * full["artifact_bytes"]
+    response = service.client.post(
+        f"/v1/models/{job['model_id']}/predict", headers=service.headers, json={"inputs": TEST_SET.texts}
+    )
+    predicted = [p["label"] for p in response.json()["predictions"]]
+    correct = sum(p == g for p, g in zip(predicted, TEST_SET.labels, strict=True))
+    assert correct / len(TEST_SET) == job["metrics"]["test"]["accuracy"]
+
+
+def test_source_distillation_from_an_earlier_model(service, finished):
+    train = upload(service, "s.csv", as_csv(sentiment(100, seed=6)))
+    job_id = submit(
+        service,
+        {
+            "base_model": "tiny-bert",
+            "data": {"train": train},
+            "training": {"epochs": 1},
+            "optimization": {"regularizers": [{"name": "source_distillation", "source_model": finished["model_id"]}]},
+        },
+    )
+    job = service.wait(job_id)
+    assert job["status"] == "succeeded", job["error"]
+    assert job["spec"]["optimization"]["regularizers"][0]["source_model"] == finished["model_id"]
+
+
 def test_deleting_a_model_removes_it_everywhere(service, finished):
     model_id = finished["model_id"]
     assert service.client.delete(f"/v1/models/{model_id}", headers=service.headers).status_code == 204

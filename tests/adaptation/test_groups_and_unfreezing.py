@@ -1,0 +1,173 @@
+"""Layer groups, and the trainable set in every phase of every unfreezing schedule."""
+
+import random
+
+import pytest
+import torch
+
+from app.adaptation.data import LabeledTexts
+from app.adaptation.groups import layer_groups
+from app.adaptation.strategies import STRATEGIES
+from app.adaptation.trainer import Trainer
+from app.adaptation.unfreezing import UNFREEZING, Position
+from app.schemas.spec import ChainThaw, Gradual, NoUnfreezing, Sequential, TopOnly
+from tests.adaptation.helpers import classifier, job
+from tests.utils.data import sentiment
+
+E, L1, L2, T = "embeddings", "layer_1", "layer_2", "new"
+
+
+def test_groups_are_bottom_up_and_cover_every_parameter_once(tiny_model_dir):
+    model = classifier(tiny_model_dir, job())
+    groups = layer_groups(model, 2)
+    assert [g.name for g in groups] == [E, L1, L2, T]
+    assert [g.depth_from_top for g in groups] == [3, 2, 1, 0]
+    names = [n for g in groups for n in g.parameter_names]
+    assert sorted(names) == sorted(n for n, _ in model.named_parameters())
+    assert all(n.startswith("encoder.encoder.layer.0.") for n in groups[1].parameter_names)
+    assert set(groups[3].parameter_names) == {"head.1.weight", "head.1.bias"}
+
+
+def test_adapter_and_lora_weights_belong_to_their_layer(tiny_model_dir):
+    model = classifier(tiny_model_dir, job(model={"adapters": {"size": 4}, "lora": {"target_modules": ["query"]}}))
+    groups = {g.name: g.parameter_names for g in layer_groups(model, 2)}
+    assert any(".adapter." in n for n in groups[L2]) and any(".lora_" in n for n in groups[L1])
+    assert not any(".adapter." in n or ".lora_" in n for n in groups[T] + groups[E])
+
+
+def at(epoch: int, step: int = 0, steps_per_epoch: int = 10, epochs: int = 5) -> Position:
+    return Position(epoch, step, steps_per_epoch, steps_per_epoch * epochs)
+
+
+def test_top_only():
+    assert UNFREEZING.get("top_only")(at(1), 2, TopOnly()) == {T, L2}
+    assert UNFREEZING.get("top_only")(at(5, 49), 2, TopOnly()) == {T, L2}
+
+
+def test_none_trains_everything():
+    assert UNFREEZING.get("none")(at(1), 2, NoUnfreezing()) == {E, L1, L2, T}
+
+
+def test_gradual_unfreezes_one_group_per_epoch_from_the_top():
+    schedule = UNFREEZING.get("gradual")
+    phases = [schedule(at(epoch, (epoch - 1) * 10), 2, Gradual()) for epoch in range(1, 6)]
+    assert phases == [{T}, {T, L2}, {T, L2, L1}, {T, L2, L1, E}, {T, L2, L1, E}]
+
+
+def test_gradual_every_k_steps():
+    schedule = UNFREEZING.get("gradual")
+    options = Gradual(every_steps=3)
+    assert [schedule(at(1, s), 2, options) for s in (0, 2, 3, 5, 6, 9)] == [
+        {T},
+        {T},
+        {T, L2},
+        {T, L2},
+        {T, L2, L1},
+        {T, L2, L1, E},
+    ]
+
+
+def test_chain_thaw_new_layers_then_each_group_alone_bottom_up_then_all():
+    schedule = UNFREEZING.get("chain_thaw")
+    total = 50  # five phases of ten steps
+    phases = [schedule(Position(1, s, total, total), 2, ChainThaw()) for s in range(total)]
+    assert phases[::10] == [{T}, {E}, {L1}, {L2}, {E, L1, L2, T}]
+    assert all(phases[i] == phases[i - i % 10] for i in range(total))
+
+
+def test_sequential_new_then_all_but_embeddings_then_all():
+    schedule = UNFREEZING.get("sequential")
+    options = Sequential(new_epochs=2, body_epochs=1)
+    assert [schedule(at(e), 2, options) for e in (1, 2, 3, 4, 5)] == [
+        {T},
+        {T},
+        {L1, L2, T},
+        {E, L1, L2, T},
+        {E, L1, L2, T},
+    ]
+
+
+class StepWatcher:
+    """Callbacks called every step: records which groups' weights changed in each step."""
+
+    def __init__(self, model, groups):
+        self.model, self.groups, self.changes, self.events = model, groups, [], []
+        self.last = self.snapshot()
+
+    def snapshot(self):
+        return {n: p.detach().clone() for n, p in self.model.named_parameters()}
+
+    def on_progress(self, progress):
+        now = self.snapshot()
+        changed = {g.name for g in self.groups for n in g.parameter_names if not torch.equal(now[n], self.last[n])}
+        self.changes.append(changed)
+        self.last = now
+
+    def on_event(self, kind, message, data):
+        self.events.append((kind, data))
+
+    def should_stop(self):
+        return False
+
+
+@pytest.mark.parametrize(
+    ("unfreezing", "epochs", "expected"),
+    [
+        ("top_only", 2, [{T, L2}] * 2),
+        ("gradual", 4, [{T}, {T, L2}, {T, L2, L1}, {T, L2, L1, E}]),
+        ("chain_thaw", 5, [{T}, {E}, {L1}, {L2}, {E, L1, L2, T}]),
+        ({"name": "sequential", "new_epochs": 1, "body_epochs": 1}, 3, [{T}, {L1, L2, T}, {E, L1, L2, T}]),
+    ],
+)
+def test_training_changes_exactly_the_scheduled_groups(tiny_model_dir, unfreezing, epochs, expected):
+    spec = job(optimization={"unfreezing": unfreezing, "lr_schedule": "constant"}, training={"epochs": epochs})
+    model = classifier(tiny_model_dir, spec)
+    STRATEGIES.get("all")(model)
+    data = sentiment(64, seed=3)  # 4 steps per epoch of 16
+    trainer = Trainer(model, _tokenizer(tiny_model_dir), ["negative", "positive"], spec, None, 0.0)
+    watcher = StepWatcher(model, trainer.groups)
+    trainer.callbacks = watcher
+    trainer.fit(data, sentiment(16, seed=4))
+    per_epoch = [watcher.changes[i * 4 : (i + 1) * 4] for i in range(epochs)]
+    for changes, groups in zip(per_epoch, expected, strict=True):
+        assert all(c == groups for c in changes), (changes, groups)  # every scheduled group moves, no other
+    phases = [d for kind, d in watcher.events if kind == "phase"]
+    assert [set(p["trainable_groups"]) for p in phases] == expected[: len(phases)]
+    assert [p["epoch"] for p in phases] == [e + 1 for e in range(len(phases))]
+
+
+def test_the_best_epoch_restores_groups_trained_only_before_it(tiny_model_dir):
+    # chain_thaw with a learning rate that wrecks the last phase: the kept model must bring back the
+    # head as it was at the best epoch, though the head was frozen in the phases in between.
+    spec = job(
+        optimization={"unfreezing": "chain_thaw", "lr_schedule": "constant"},
+        training={"epochs": 5, "learning_rate": 0.3, "seed": 1},
+    )
+    model = classifier(tiny_model_dir, spec)
+    STRATEGIES.get("all")(model)
+    trainer = Trainer(model, _tokenizer(tiny_model_dir), ["negative", "positive"], spec, _Silent(), 60)
+    validation = sentiment(40, seed=4)
+    outcome = trainer.fit(sentiment(64, seed=3), validation)
+    again = trainer._evaluate(trainer._batches(validation, validation, outcome)[1], validation.labels)
+    assert again["accuracy"] == outcome.best_metrics["accuracy"]
+
+
+def _tokenizer(path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path)
+
+
+class _Silent:
+    def on_progress(self, progress): ...
+    def on_event(self, kind, message, data): ...
+    def should_stop(self):
+        return False
+
+
+def test_random_is_not_used_by_schedules():
+    # Schedules are pure functions of the position: the same position gives the same answer.
+    rng = random.Random(0)
+    for _ in range(20):
+        position = at(rng.randint(1, 5), rng.randint(0, 49))
+        assert UNFREEZING.get("gradual")(position, 2, Gradual()) == UNFREEZING.get("gradual")(position, 2, Gradual())
