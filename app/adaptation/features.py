@@ -16,7 +16,7 @@ from app.adaptation.data import Batch, Batches
 from app.adaptation.model import TextClassifier
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: the cached tensors are inputs of the head's backward pass
 def reduce_all(model: TextClassifier, batches: Batches) -> torch.Tensor:
     model.eval()
     device = next(model.parameters()).device

@@ -32,7 +32,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     "lora": {
         "model": {"lora": {"r": 8, "alpha": 16, "target_modules": ["query", "key", "value"]}},
         "optimization": {"train": "lora"},
-        "training": {"learning_rate": 1e-3, "epochs": 5},
+        "training": {"learning_rate": 3e-3, "epochs": 5},
     },
     # Howard & Ruder 2018: gradual unfreezing, discriminative rates (decay 2.6) and slanted triangular lr.
     "ulmfit": {
@@ -42,12 +42,12 @@ RECIPES: dict[str, dict[str, Any]] = {
             "discriminative_decay": 2.6,
             "lr_schedule": {"name": "slanted_triangular", "cut_frac": 0.1, "ratio": 32},
         },
-        "training": {"learning_rate": 4e-4, "epochs": 4},
+        "training": {"learning_rate": 1e-3, "epochs": 5},
     },
     # Felbo et al. 2017 (DeepMoji): new layers alone, then each layer alone bottom-up, then all.
     "chain_thaw": {
         "optimization": {"train": "all", "unfreezing": {"name": "chain_thaw"}, "lr_schedule": "constant"},
-        "training": {"learning_rate": 1e-4, "epochs": 4},
+        "training": {"learning_rate": 3e-4, "epochs": 4},
     },
     # Chronopoulou et al. 2019: new parameters first, then all but the embeddings, then everything.
     "sequential_unfreezing": {

@@ -5,7 +5,6 @@ import random
 import pytest
 import torch
 
-from app.adaptation.data import LabeledTexts
 from app.adaptation.groups import layer_groups
 from app.adaptation.strategies import STRATEGIES
 from app.adaptation.trainer import Trainer
