@@ -15,9 +15,11 @@ from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from app.adaptation.callbacks import Callbacks, SilentCallbacks
 from app.adaptation.data import LabeledTexts, TaskData, stratified_split
+from app.adaptation.inference import predict_proba
 from app.adaptation.model import TextClassifier, count_parameters, load_pretrained_encoder
 from app.adaptation.regularizers import REGULARIZERS, Regularizer, RegularizerContext
 from app.adaptation.strategies import STRATEGIES
+from app.adaptation.tasks import TASKS, label_names
 from app.adaptation.trainer import Trainer, evaluate
 from app.schemas.spec import JobSpec
 
@@ -51,6 +53,7 @@ class AdaptationResult:
     tokenizer: PreTrainedTokenizerBase
     labels: list[str]
     metrics: dict[str, Any]
+    threshold: float | None
     trainable_params: int
     total_params: int
     train_seconds: float
@@ -75,12 +78,12 @@ def split_validation(spec: JobSpec, data: TaskData) -> tuple[LabeledTexts, Label
     return train, validation, True
 
 
-def check_labels(train: LabeledTexts, others: dict[str, LabeledTexts | None]) -> list[str]:
-    labels = sorted(set(train.labels))
+def check_labels(task: str, train: LabeledTexts, others: dict[str, LabeledTexts | None]) -> list[str]:
+    labels = label_names(task, train.labels)
     if len(labels) < 2:
         raise InvalidTaskData(f"the training data has only one class ({labels[0]!r}); need at least two")
     for name, data in others.items():
-        unseen = sorted(set(data.labels) - set(labels)) if data is not None else []
+        unseen = sorted(set(label_names(task, data.labels)) - set(labels)) if data is not None else []
         if unseen:
             raise InvalidTaskData(f"{name} has labels that train does not: {', '.join(map(repr, unseen[:10]))}")
     return labels
@@ -100,7 +103,8 @@ def adapt(
 ) -> AdaptationResult:
     callbacks = callbacks or SilentCallbacks()
     train, validation, held_out = split_validation(spec, data)
-    labels = check_labels(train, {"validation": validation, "test": data.test})
+    labels = check_labels(spec.task, train, {"validation": validation, "test": data.test})
+    task = TASKS.get(spec.task)(labels, spec.threshold)
     seed_everything(spec.training.seed)
     device = pick_device()
     encoder, tokenizer = load_base(base_model_path)
@@ -132,8 +136,12 @@ def adapt(
         resources.source_models,
     )
     regularizers = build_regularizers(spec, context)
-    trainer = Trainer(model, tokenizer, labels, spec, callbacks, progress_interval, regularizers)
+    trainer = Trainer(model, tokenizer, task, spec, callbacks, progress_interval, regularizers)
     outcome = trainer.fit(train, validation)
+    if task.multi_label:  # settle the threshold on the kept model, before anything is tested with it
+        probabilities = predict_proba(model, tokenizer, validation.texts, spec.training.max_length, multi_label=True)
+        task.fit_threshold(validation.labels, probabilities)
+        outcome.best_metrics = task.report(validation.labels, probabilities)
     train_seconds = time.monotonic() - started
     metrics: dict[str, Any] = {
         **outcome.best_metrics,
@@ -145,9 +153,9 @@ def adapt(
         "phases": outcome.phases,
     }
     if data.test is not None:
-        metrics["test"] = evaluate(model, tokenizer, data.test, labels, spec.training.max_length)
+        metrics["test"] = evaluate(model, tokenizer, data.test, task, spec.training.max_length)
     return AdaptationResult(
-        model.cpu(), tokenizer, labels, metrics, trainable, total, train_seconds, _peak_memory(device)
+        model.cpu(), tokenizer, labels, metrics, task.threshold, trainable, total, train_seconds, _peak_memory(device)
     )
 
 

@@ -32,6 +32,8 @@ class LoadedClassifier:
     tokenizer: PreTrainedTokenizerBase
     labels: list[str]
     max_length: int
+    multi_label: bool = False
+    threshold: float | None = None
 
 
 def save_classifier(
@@ -43,6 +45,8 @@ def save_classifier(
     directory: Path,
     base_model: str | None = None,
     own_weights_only: bool = False,
+    task: str = "single_label",
+    threshold: float | None = None,
 ) -> int:
     """Write the artifact; returns its size in bytes."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -58,6 +62,8 @@ def save_classifier(
         "max_length": max_length,
         "base_model": base_model,
         "weights": "own" if own_weights_only else "full",
+        "task": task,
+        "threshold": threshold,
     }
     (directory / CARD).write_text(json.dumps(card, indent=2))
     return sum(f.stat().st_size for f in directory.rglob("*") if f.is_file())
@@ -86,4 +92,5 @@ def load_classifier(directory: Path, base_model_path: Path | None = None) -> Loa
     model.load_state_dict(state, strict=False)
     model.eval()
     tokenizer = AutoTokenizer.from_pretrained(directory / "tokenizer")
-    return LoadedClassifier(model, tokenizer, card["labels"], card["max_length"])
+    multi_label = card.get("task") == "multi_label"
+    return LoadedClassifier(model, tokenizer, card["labels"], card["max_length"], multi_label, card.get("threshold"))

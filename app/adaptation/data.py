@@ -6,15 +6,19 @@ import random
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from transformers import PreTrainedTokenizerBase
 
+Text = str | tuple[str, str]  # one text, or a sentence pair
+Label = str | tuple[str, ...]  # one label (single_label), or the labels of a text (multi_label)
+
 
 @dataclass(frozen=True)
 class LabeledTexts:
-    texts: list[str]
-    labels: list[str]
+    texts: list[Text]
+    labels: list[Label]
 
     def __post_init__(self) -> None:
         if len(self.texts) != len(self.labels):
@@ -51,8 +55,12 @@ def stratified_split(data: LabeledTexts, fraction: float, seed: int) -> tuple[La
     return data.subset(kept), data.subset(sorted(held))
 
 
-def encode(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int) -> list[list[int]]:
-    """Token ids per text, cut to max_length; padding happens per batch."""
+def encode(tokenizer: PreTrainedTokenizerBase, texts: Sequence[Text], max_length: int) -> list[list[int]]:
+    """Token ids per text (a pair as the base model's pair input), cut to max_length; padding
+    happens per batch."""
+    if texts and isinstance(texts[0], tuple):
+        first, second = zip(*texts, strict=True)
+        return tokenizer(list(first), list(second), truncation=True, max_length=max_length)["input_ids"]
     return tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
 
 
@@ -74,7 +82,7 @@ class Batches:
 
     window = 50
 
-    def __init__(self, ids: list[list[int]], labels: list[int] | None, batch_size: int, pad_id: int):
+    def __init__(self, ids: list[list[int]], labels: list[Any] | None, batch_size: int, pad_id: int):
         self.ids, self.labels, self.batch_size, self.pad_id = ids, labels, batch_size, pad_id
 
     def __len__(self) -> int:
@@ -107,5 +115,5 @@ class Batches:
             mask[row, : len(seq)] = 1
         labels = None
         if self.labels is not None:
-            labels = torch.tensor([self.labels[i] for i in indices], dtype=torch.long)
+            labels = torch.tensor([self.labels[i] for i in indices])  # class ids, or multi-hot rows
         return Batch(indices, input_ids, mask, labels)

@@ -31,9 +31,9 @@ def reduce_all(model: TextClassifier, batches: Batches) -> torch.Tensor:
 
 
 class FeatureBatches:
-    def __init__(self, features: torch.Tensor, labels: list[int] | None, batch_size: int) -> None:
+    def __init__(self, features: torch.Tensor, labels: list | None, batch_size: int) -> None:
         self.features, self.batch_size = features, batch_size
-        self.labels = None if labels is None else torch.tensor(labels, dtype=torch.long)
+        self.labels = None if labels is None else torch.tensor(labels)
 
     def __len__(self) -> int:
         return (len(self.features) + self.batch_size - 1) // self.batch_size

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from app.adaptation.data import Batches, encode
+from app.adaptation.data import Batches, Text, encode
 from app.adaptation.model import TextClassifier
 
 
@@ -15,10 +15,12 @@ from app.adaptation.model import TextClassifier
 def predict_proba(
     model: TextClassifier,
     tokenizer: PreTrainedTokenizerBase,
-    texts: Sequence[str],
+    texts: Sequence[Text],
     max_length: int,
     batch_size: int = 64,
+    multi_label: bool = False,
 ) -> torch.Tensor:
+    """Softmax probabilities (one label per text), or one sigmoid per label (multi_label)."""
     model.eval()
     device = next(model.parameters()).device
     batches = Batches(encode(tokenizer, texts, max_length), None, batch_size, tokenizer.pad_token_id)
@@ -27,7 +29,7 @@ def predict_proba(
         logits = model(batch.input_ids.to(device), batch.attention_mask.to(device)).float()
         if probabilities is None:
             probabilities = torch.empty(len(texts), logits.shape[-1])
-        probabilities[batch.indices] = logits.softmax(dim=-1).cpu()
+        probabilities[batch.indices] = (logits.sigmoid() if multi_label else logits.softmax(dim=-1)).cpu()
     if probabilities is None:
         raise ValueError("no texts to predict")
     return probabilities

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from app.adaptation.callbacks import Callbacks, Cancelled, Progress
@@ -21,11 +20,11 @@ from app.adaptation.data import Batch, Batches, LabeledTexts, encode
 from app.adaptation.features import FeatureBatches, reduce_all
 from app.adaptation.groups import LayerGroup, layer_groups
 from app.adaptation.inference import predict_proba
-from app.adaptation.metrics import classification_report
 from app.adaptation.model import TextClassifier
 from app.adaptation.optim import build_optimizer, group_learning_rate
 from app.adaptation.regularizers import Regularizer
 from app.adaptation.schedules import SCHEDULES
+from app.adaptation.tasks import Task
 from app.adaptation.unfreezing import UNFREEZING, Position
 from app.schemas.spec import JobSpec
 
@@ -42,11 +41,10 @@ class TrainOutcome:
 
 
 def evaluate(
-    model: TextClassifier, tokenizer: PreTrainedTokenizerBase, data: LabeledTexts, labels: list[str], max_length: int
+    model: TextClassifier, tokenizer: PreTrainedTokenizerBase, data: LabeledTexts, task: Task, max_length: int
 ) -> dict[str, Any]:
-    probabilities = predict_proba(model, tokenizer, data.texts, max_length)
-    predicted = [labels[i] for i in probabilities.argmax(dim=-1).tolist()]
-    return classification_report(data.labels, predicted, labels)
+    probabilities = predict_proba(model, tokenizer, data.texts, max_length, multi_label=task.multi_label)
+    return task.report(data.labels, probabilities)
 
 
 class Trainer:
@@ -54,13 +52,13 @@ class Trainer:
         self,
         model: TextClassifier,
         tokenizer: PreTrainedTokenizerBase,
-        labels: list[str],
+        task: Task,
         spec: JobSpec,
         callbacks: Callbacks,
         progress_interval: float = 1.0,
         regularizers: list[Regularizer] | None = None,
     ) -> None:
-        self.model, self.tokenizer, self.labels, self.spec = model, tokenizer, labels, spec
+        self.model, self.tokenizer, self.task, self.spec = model, tokenizer, task, spec
         self.callbacks, self.progress_interval = callbacks, progress_interval
         self.regularizers = regularizers or []
         self.device = next(model.parameters()).device
@@ -113,14 +111,9 @@ class Trainer:
 
     def _batches(self, train: LabeledTexts, validation: LabeledTexts, outcome: TrainOutcome):
         cfg = self.spec.training
-        ids = {label: i for i, label in enumerate(self.labels)}
         pad = self.tokenizer.pad_token_id
-        train_tokens = Batches(
-            encode(self.tokenizer, train.texts, cfg.max_length),
-            [ids[label] for label in train.labels],
-            cfg.batch_size,
-            pad,
-        )
+        targets = self.task.targets(train.labels)
+        train_tokens = Batches(encode(self.tokenizer, train.texts, cfg.max_length), targets, cfg.batch_size, pad)
         validation_tokens = Batches(encode(self.tokenizer, validation.texts, cfg.max_length), None, 64, pad)
         if not self.model.encoder_frozen or any(r.needs_inputs for r in self.regularizers):
             return train_tokens, validation_tokens
@@ -138,20 +131,20 @@ class Trainer:
         return self.model(batch.input_ids.to(self.device), batch.attention_mask.to(self.device))
 
     @torch.inference_mode()
-    def _evaluate(self, batches: Batches | FeatureBatches, gold: list[str]) -> dict[str, Any]:
+    def _evaluate(self, batches: Batches | FeatureBatches, gold: list) -> dict[str, Any]:
         self.model.eval()
-        predicted: list[str] = [""] * len(gold)
+        probabilities = torch.empty(len(gold), len(self.task.labels))
         for batch in batches.by_length():
-            for index, label in zip(batch.indices, self._logits(batch).argmax(dim=-1).tolist(), strict=True):
-                predicted[index] = self.labels[label]
+            probabilities[batch.indices] = self.task.probabilities(self._logits(batch)).cpu()
         self.model.train()
-        return classification_report(gold, predicted, self.labels)
+        self.task.fit_threshold(gold, probabilities)  # multi_label without a configured threshold
+        return self.task.report(gold, probabilities)
 
     # ---- one step ------------------------------------------------------------------------------
 
     def _step(self, batch: Batch, optimizer, scheduler) -> torch.Tensor:
         logits = self._logits(batch)
-        loss = nn.functional.cross_entropy(logits, batch.labels.to(self.device))
+        loss = self.task.loss(logits, batch.labels.to(self.device))
         total = loss
         for regularizer in self.regularizers:
             ids = None if batch.input_ids is None else batch.input_ids.to(self.device)
@@ -222,4 +215,5 @@ class Trainer:
 
 
 def _summary(metrics: dict[str, Any]) -> dict[str, float]:
-    return {"accuracy": round(metrics["accuracy"], 6), "macro_f1": round(metrics["macro_f1"], 6)}
+    keys = ("accuracy", "macro_f1", "micro_f1", "threshold")
+    return {key: round(metrics[key], 6) for key in keys if metrics.get(key) is not None}

@@ -191,8 +191,8 @@ class TrainingConfig(Strict):
     learning_rate: float = Field(1e-4, gt=0, le=1, description="Peak learning rate (AdamW).")
     max_length: int = Field(64, ge=4, le=512, description="Tokens kept per text (longer are cut).")
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Seed for split, init, order and dropout.")
-    eval_metric: Literal["accuracy", "macro_f1"] = Field(
-        "accuracy", description="Validation metric that picks the kept epoch."
+    eval_metric: Literal["accuracy", "macro_f1", "micro_f1"] = Field(
+        "accuracy", description="Validation metric that picks the kept epoch (micro_f1: multi_label only)."
     )
     early_stopping_patience: int | None = Field(
         None, ge=1, description="Stop after this many evaluations without improvement; null: never."
@@ -204,15 +204,34 @@ class JobSpec(Strict):
     recipe: str = Field("fine_tuning", description="Named recipe the rest of the spec overrides.")
     data: DataRefs
     text_field: str = Field("text", min_length=1, description="Column holding the text.")
+    text_fields: list[str] | None = Field(
+        None,
+        min_length=2,
+        max_length=2,
+        description="Sentence pairs: two columns encoded as the base model's pair input (instead of text_field).",
+    )
     label_field: str = Field("label", min_length=1, description="Column holding the label.")
+    task: Literal["single_label", "multi_label"] = Field(
+        "single_label", description="multi_label: several labels per text (a JSON list, or one delimited string)."
+    )
+    label_delimiter: str = Field("|", min_length=1, max_length=5, description="multi_label: separates labels.")
+    threshold: float | None = Field(
+        None, gt=0, lt=1, description="multi_label: probability above which a label is predicted; null: tuned."
+    )
     model: ModelConfig = Field(default_factory=ModelConfig)
     optimization: OptimizationConfig = Field(default_factory=OptimizationConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
 
+    @property
+    def input_fields(self) -> list[str]:
+        return self.text_fields or [self.text_field]
+
     @model_validator(mode="after")
     def _coherent(self) -> JobSpec:
-        if self.text_field == self.label_field:
+        if self.label_field in self.input_fields:
             raise ValueError("text_field and label_field must name different columns")
+        if self.task != "multi_label" and (self.threshold is not None or self.training.eval_metric == "micro_f1"):
+            raise ValueError("threshold and eval_metric 'micro_f1' apply to task 'multi_label' only")
         train, schedule = self.optimization.train, self.optimization.unfreezing.name
         if schedule != "none" and train != "all":
             raise ValueError(

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from app.adaptation import LoadedClassifier, load_classifier, predict_proba
+from app.adaptation.data import Text
 
 
 class ModelCache:
@@ -36,16 +37,22 @@ class ModelCache:
             self._models.pop(model_id, None)
 
 
-def predict(loaded: LoadedClassifier, texts: Sequence[str]) -> list[dict[str, Any]]:
-    probabilities = predict_proba(loaded.model, loaded.tokenizer, texts, loaded.max_length)
+def predict(loaded: LoadedClassifier, texts: Sequence[Text]) -> list[dict[str, Any]]:
+    """For each text: the top label with its score and every label's probability; a multi-label
+    model adds `labels`, those above its threshold."""
+    probabilities = predict_proba(
+        loaded.model, loaded.tokenizer, texts, loaded.max_length, multi_label=loaded.multi_label
+    )
     predictions = []
     for row in probabilities.tolist():
         best = max(range(len(row)), key=row.__getitem__)
-        predictions.append(
-            {
-                "label": loaded.labels[best],
-                "score": row[best],
-                "scores": dict(zip(loaded.labels, row, strict=True)),
-            }
-        )
+        prediction: dict[str, Any] = {
+            "label": loaded.labels[best],
+            "score": row[best],
+            "scores": dict(zip(loaded.labels, row, strict=True)),
+        }
+        if loaded.multi_label:
+            threshold = loaded.threshold if loaded.threshold is not None else 0.5
+            prediction["labels"] = [label for label, p in zip(loaded.labels, row, strict=True) if p > threshold]
+        predictions.append(prediction)
     return predictions

@@ -10,6 +10,7 @@ import io
 import json
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 FORMATS = ("csv", "tsv", "jsonl")
 
@@ -22,7 +23,7 @@ class InvalidTable(ValueError):
 class Table:
     format: str
     columns: list[str]
-    rows: list[dict[str, str]]
+    rows: list[dict[str, Any]]  # cells are strings, or lists of strings (several labels)
     lines: list[int]  # file line of each row (for a quoted multi-line CSV field, its last line)
 
 
@@ -91,16 +92,27 @@ def _parse_jsonl(text: str) -> Table:
         if not isinstance(record, dict):
             raise InvalidTable(f"line {number} is not a JSON object")
         for key, value in record.items():
-            if isinstance(value, dict | list):
-                raise InvalidTable(f"line {number}: field {key!r} must be a string or number")
+            if isinstance(value, dict) or (isinstance(value, list) and any(isinstance(v, dict | list) for v in value)):
+                raise InvalidTable(f"line {number}: field {key!r} must be a string, a number or a list of them")
             columns.setdefault(key, None)
-        rows.append({k: "" if v is None else str(v) for k, v in record.items()})
+        rows.append({k: _cell(v) for k, v in record.items()})
         lines.append(number)
     return Table("jsonl", list(columns), rows, lines)
 
 
+def _cell(value: object) -> str | list[str]:
+    """JSON values as strings; a list (several labels of one text) as a list of strings."""
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return "" if value is None else str(value)
+
+
+def _empty(value: str | list[str]) -> bool:
+    return not value if isinstance(value, list) else not value.strip()
+
+
 def _lines_where(table: Table, column: str) -> list[int]:
-    return [line for row, line in zip(table.rows, table.lines, strict=True) if not row.get(column, "").strip()]
+    return [line for row, line in zip(table.rows, table.lines, strict=True) if _empty(row.get(column, ""))]
 
 
 def _describe_lines(lines: list[int]) -> str:
@@ -118,7 +130,18 @@ def require_column(table: Table, column: str, role: str) -> None:
     empty = _lines_where(table, column)
     if empty:
         raise InvalidTable(f"empty {role} in column {column!r} on line(s) {_describe_lines(empty)}")
+    if role == "text":
+        listed = [line for row, line in zip(table.rows, table.lines, strict=True) if isinstance(row[column], list)]
+        if listed:
+            raise InvalidTable(
+                f"the text in column {column!r} must be a string, not a list, on line(s) {_describe_lines(listed)}"
+            )
 
 
-def label_counts(rows: list[dict[str, str]], column: str) -> dict[str, int]:
-    return dict(sorted(Counter(row[column] for row in rows).items()))
+def label_counts(rows: list[dict[str, Any]], column: str) -> dict[str, int]:
+    """How often each label occurs; each label of a list counts once."""
+    counts: Counter[str] = Counter()
+    for row in rows:
+        value = row[column]
+        counts.update(value if isinstance(value, list) else [value])
+    return dict(sorted(counts.items()))

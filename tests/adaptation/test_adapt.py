@@ -22,6 +22,12 @@ from app.schemas.recipes import expand
 from tests.utils.data import sentiment
 
 
+def single(labels):
+    from app.adaptation.tasks import TASKS
+
+    return TASKS.get("single_label")(labels, None)
+
+
 def spec(**training):
     return expand(
         {
@@ -52,7 +58,7 @@ def test_fine_tuning_learns_a_separable_task(trained):
 def test_the_kept_model_is_the_best_evaluation(trained, task):
     best = max(trained.metrics["history"], key=lambda h: h["accuracy"])
     assert trained.metrics["best_epoch"] == best["epoch"]
-    again = evaluate(trained.model, trained.tokenizer, task.validation, trained.labels, 64)
+    again = evaluate(trained.model, trained.tokenizer, task.validation, single(trained.labels), 64)
     assert again["accuracy"] == trained.metrics["accuracy"]
 
 
@@ -62,7 +68,7 @@ def test_best_epoch_is_restored_not_the_last(task, tiny_model_dir):
     history = result.metrics["history"]
     assert result.metrics["best_epoch"] < len(history)  # this run peaks early, then collapses
     assert result.metrics["accuracy"] == max(h["accuracy"] for h in history)
-    again = evaluate(result.model, result.tokenizer, task.validation, result.labels, 64)
+    again = evaluate(result.model, result.tokenizer, task.validation, single(result.labels), 64)
     assert again["accuracy"] == result.metrics["accuracy"]
 
 

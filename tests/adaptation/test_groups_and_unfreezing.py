@@ -16,6 +16,12 @@ from tests.utils.data import sentiment
 E, L1, L2, T = "embeddings", "layer_1", "layer_2", "new"
 
 
+def single(labels):
+    from app.adaptation.tasks import TASKS
+
+    return TASKS.get("single_label")(labels, None)
+
+
 def test_groups_are_bottom_up_and_cover_every_parameter_once(tiny_model_dir):
     model = classifier(tiny_model_dir, job())
     groups = layer_groups(model, 2)
@@ -123,7 +129,7 @@ def test_training_changes_exactly_the_scheduled_groups(tiny_model_dir, unfreezin
     model = classifier(tiny_model_dir, spec)
     STRATEGIES.get("all")(model)
     data = sentiment(64, seed=3)  # 4 steps per epoch of 16
-    trainer = Trainer(model, _tokenizer(tiny_model_dir), ["negative", "positive"], spec, None, 0.0)
+    trainer = Trainer(model, _tokenizer(tiny_model_dir), single(["negative", "positive"]), spec, None, 0.0)
     watcher = StepWatcher(model, trainer.groups)
     trainer.callbacks = watcher
     trainer.fit(data, sentiment(16, seed=4))
@@ -144,7 +150,7 @@ def test_the_best_epoch_restores_groups_trained_only_before_it(tiny_model_dir):
     )
     model = classifier(tiny_model_dir, spec)
     STRATEGIES.get("all")(model)
-    trainer = Trainer(model, _tokenizer(tiny_model_dir), ["negative", "positive"], spec, _Silent(), 60)
+    trainer = Trainer(model, _tokenizer(tiny_model_dir), single(["negative", "positive"]), spec, _Silent(), 60)
     validation = sentiment(40, seed=4)
     outcome = trainer.fit(sentiment(64, seed=3), validation)
     again = trainer._evaluate(trainer._batches(validation, validation, outcome)[1], validation.labels)

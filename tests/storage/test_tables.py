@@ -38,7 +38,7 @@ def test_jsonl_numbers_become_strings_and_keys_form_columns():
         (b"text,text\na,b\n", "a.csv", "unique"),
         (b'{"text": "a"}\n{oops\n', "a.jsonl", "line 2 is not valid JSON"),
         (b'{"text": "a"}\n[1, 2]\n', "a.jsonl", "line 2 is not a JSON object"),
-        (b'{"text": {"nested": 1}}\n', "a.jsonl", "line 1: field 'text' must be a string or number"),
+        (b'{"text": {"nested": 1}}\n', "a.jsonl", "line 1: field 'text' must be a string, a number or a list of them"),
     ],
 )
 def test_unusable_files_say_why(raw, name, message):
@@ -70,3 +70,18 @@ def test_long_lists_of_lines_are_cut_with_a_count():
 def test_label_counts_are_sorted_by_label():
     rows = [{"label": "b"}, {"label": "a"}, {"label": "b"}]
     assert label_counts(rows, "label") == {"a": 1, "b": 2}
+
+
+def test_jsonl_lists_are_several_labels_and_counted_each():
+    raw = b'{"text": "a", "tags": ["x", "y"]}\n{"text": "b", "tags": ["y"]}\n{"text": "c", "tags": []}\n'
+    table = parse_table(raw, "m.jsonl")
+    assert table.rows[0]["tags"] == ["x", "y"]
+    assert label_counts(table.rows[:2], "tags") == {"x": 1, "y": 2}
+    with pytest.raises(InvalidTable, match=r"empty label in column 'tags' on line\(s\) 3"):
+        require_column(table, "tags", "label")
+
+
+def test_a_list_is_not_a_text():
+    table = parse_table(b'{"text": ["a", "b"], "label": "x"}\n', "m.jsonl")
+    with pytest.raises(InvalidTable, match=r"must be a string, not a list, on line\(s\) 1"):
+        require_column(table, "text", "text")
