@@ -71,6 +71,7 @@ class Batch:
     attention_mask: torch.Tensor | None
     labels: torch.Tensor | None
     features: torch.Tensor | None = None  # cached pooling input, when the encoder is frozen
+    token_type_ids: torch.Tensor | None = None  # segment ids of sentence pairs
 
 
 class Batches:
@@ -82,8 +83,16 @@ class Batches:
 
     window = 50
 
-    def __init__(self, ids: list[list[int]], labels: list[Any] | None, batch_size: int, pad_id: int):
+    def __init__(
+        self,
+        ids: list[list[int]],
+        labels: list[Any] | None,
+        batch_size: int,
+        pad_id: int,
+        type_ids: list[list[int]] | None = None,
+    ):
         self.ids, self.labels, self.batch_size, self.pad_id = ids, labels, batch_size, pad_id
+        self.type_ids = type_ids
 
     def __len__(self) -> int:
         return (len(self.ids) + self.batch_size - 1) // self.batch_size
@@ -116,4 +125,25 @@ class Batches:
         labels = None
         if self.labels is not None:
             labels = torch.tensor([self.labels[i] for i in indices])  # class ids, or multi-hot rows
-        return Batch(indices, input_ids, mask, labels)
+        types = None
+        if self.type_ids is not None:
+            types = torch.zeros((len(indices), width), dtype=torch.long)
+            for row, i in enumerate(indices):
+                types[row, : len(self.type_ids[i])] = torch.tensor(self.type_ids[i], dtype=torch.long)
+        return Batch(indices, input_ids, mask, labels, token_type_ids=types)
+
+
+def token_batches(
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[Text],
+    max_length: int,
+    labels: list[Any] | None,
+    batch_size: int,
+) -> Batches:
+    """Tokenised texts in batches; sentence pairs become the base model's pair input, with segment ids."""
+    if texts and isinstance(texts[0], tuple):
+        first, second = zip(*texts, strict=True)
+        encoded = tokenizer(list(first), list(second), truncation=True, max_length=max_length)
+        types = encoded.get("token_type_ids")
+        return Batches(encoded["input_ids"], labels, batch_size, tokenizer.pad_token_id, types)
+    return Batches(encode(tokenizer, texts, max_length), labels, batch_size, tokenizer.pad_token_id)

@@ -22,7 +22,8 @@ def reduce_all(model: TextClassifier, batches: Batches) -> torch.Tensor:
     device = next(model.parameters()).device
     features: torch.Tensor | None = None
     for batch in batches.by_length():
-        reduced = model.reduce(batch.input_ids.to(device), batch.attention_mask.to(device)).float().cpu()
+        types = None if batch.token_type_ids is None else batch.token_type_ids.to(device)
+        reduced = model.reduce(batch.input_ids.to(device), batch.attention_mask.to(device), types).float().cpu()
         if features is None:
             features = torch.empty(len(batches.ids), *reduced.shape[1:])
         features[batch.indices] = reduced

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from app.adaptation.data import Batches, Text, encode
+from app.adaptation.data import Text, token_batches
 from app.adaptation.model import TextClassifier
 
 
@@ -23,10 +23,11 @@ def predict_proba(
     """Softmax probabilities (one label per text), or one sigmoid per label (multi_label)."""
     model.eval()
     device = next(model.parameters()).device
-    batches = Batches(encode(tokenizer, texts, max_length), None, batch_size, tokenizer.pad_token_id)
+    batches = token_batches(tokenizer, texts, max_length, None, batch_size)
     probabilities: torch.Tensor | None = None
     for batch in batches.by_length():
-        logits = model(batch.input_ids.to(device), batch.attention_mask.to(device)).float()
+        types = None if batch.token_type_ids is None else batch.token_type_ids.to(device)
+        logits = model(batch.input_ids.to(device), batch.attention_mask.to(device), types).float()
         if probabilities is None:
             probabilities = torch.empty(len(texts), logits.shape[-1])
         probabilities[batch.indices] = (logits.sigmoid() if multi_label else logits.softmax(dim=-1)).cpu()

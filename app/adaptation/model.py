@@ -46,17 +46,22 @@ class TextClassifier(nn.Module):
             self.encoder.eval()  # no dropout in a frozen feature extractor
         return self
 
-    def reduce(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def reduce(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """The encoder's output, reduced by the pooling to a few vectors per text (cacheable)."""
+        extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.encoder_frozen):
-            out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+            out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, **extra)
         return self.pooling.reduce(out.hidden_states, attention_mask)
 
     def from_reduced(self, reduced: torch.Tensor) -> torch.Tensor:
         return self.head(self.pooling.combine(reduced))
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.from_reduced(self.reduce(input_ids, attention_mask))
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return self.from_reduced(self.reduce(input_ids, attention_mask, token_type_ids))
 
 
 def load_pretrained_encoder(path: Path) -> PreTrainedModel:

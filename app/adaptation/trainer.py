@@ -16,7 +16,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from app.adaptation.callbacks import Callbacks, Cancelled, Progress
-from app.adaptation.data import Batch, Batches, LabeledTexts, encode
+from app.adaptation.data import Batch, Batches, LabeledTexts, token_batches
 from app.adaptation.features import FeatureBatches, reduce_all
 from app.adaptation.groups import LayerGroup, layer_groups
 from app.adaptation.inference import predict_proba
@@ -111,10 +111,9 @@ class Trainer:
 
     def _batches(self, train: LabeledTexts, validation: LabeledTexts, outcome: TrainOutcome):
         cfg = self.spec.training
-        pad = self.tokenizer.pad_token_id
         targets = self.task.targets(train.labels)
-        train_tokens = Batches(encode(self.tokenizer, train.texts, cfg.max_length), targets, cfg.batch_size, pad)
-        validation_tokens = Batches(encode(self.tokenizer, validation.texts, cfg.max_length), None, 64, pad)
+        train_tokens = token_batches(self.tokenizer, train.texts, cfg.max_length, targets, cfg.batch_size)
+        validation_tokens = token_batches(self.tokenizer, validation.texts, cfg.max_length, None, 64)
         if not self.model.encoder_frozen or any(r.needs_inputs for r in self.regularizers):
             return train_tokens, validation_tokens
         # A frozen encoder gives the same features every epoch: compute them once.
@@ -128,7 +127,8 @@ class Trainer:
     def _logits(self, batch: Batch) -> torch.Tensor:
         if batch.features is not None:
             return self.model.from_reduced(batch.features.to(self.device))
-        return self.model(batch.input_ids.to(self.device), batch.attention_mask.to(self.device))
+        types = None if batch.token_type_ids is None else batch.token_type_ids.to(self.device)
+        return self.model(batch.input_ids.to(self.device), batch.attention_mask.to(self.device), types)
 
     @torch.inference_mode()
     def _evaluate(self, batches: Batches | FeatureBatches, gold: list) -> dict[str, Any]:

@@ -117,13 +117,16 @@ class ModelsPublic(Page):
 
 class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    inputs: list[str] = Field(min_length=1, description="Texts to classify.")
+    inputs: list[str | tuple[str, str]] = Field(
+        min_length=1, description="Texts to classify; for a sentence-pair model, [first, second] pairs."
+    )
 
 
 class Prediction(Public):
-    label: str
+    label: str = Field(description="The most probable label.")
     score: float
-    scores: dict[str, float]
+    scores: dict[str, float] = Field(description="Every label's probability.")
+    labels: list[str] | None = Field(None, description="multi_label models: every label above the threshold.")
 
 
 class PredictResponse(Public):

@@ -243,3 +243,11 @@ class JobSpec(Strict):
         if train == "lora" and self.model.lora is None:
             raise ValueError("optimization.train 'lora' needs model.lora (e.g. {\"r\": 8})")
         return self
+
+
+def labels_of(value: str | list[str], spec: JobSpec) -> list[str]:
+    """A row's label cell as the task reads it: multi_label takes a list, or splits a delimited string."""
+    if spec.task == "single_label":
+        return [value] if isinstance(value, str) else [spec.label_delimiter.join(value)]
+    names = value if isinstance(value, list) else value.split(spec.label_delimiter)
+    return [name.strip() for name in names if name.strip()]

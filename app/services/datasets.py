@@ -84,14 +84,15 @@ def delete_dataset(session: Session, store: LocalArtifactStore, *, tenant_id: st
     store.delete_dataset(dataset_id)
 
 
-def check_columns(store: LocalArtifactStore, dataset: Dataset, *, text_field: str, label_field: str) -> None:
+def check_columns(store: LocalArtifactStore, dataset: Dataset, *, text_fields: list[str], label_field: str) -> None:
     """A job may read other columns than the upload's defaults: check them the same way."""
-    if (text_field, label_field) == (dataset.text_field, dataset.label_field):
+    if (text_fields, label_field) == ([dataset.text_field], dataset.label_field):
         return
     rows = store.read_dataset(dataset.id)
     table = Table(dataset.format, dataset.columns, rows, list(range(1, len(rows) + 1)))
     try:
-        require_column(table, text_field, "text")
+        for text_field in text_fields:
+            require_column(table, text_field, "text")
         require_column(table, label_field, "label")
     except InvalidTable as error:
         raise InvalidInput(f"dataset {dataset.id!r} (rows counted from 1): {error}") from None

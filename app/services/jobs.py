@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any, Protocol
 
 from pydantic import ValidationError
@@ -13,7 +12,7 @@ from app.catalog import Catalog, UnknownBaseModel
 from app.db.models import Job, JobEvent, Model, new_id, utcnow
 from app.db.pagination import newest_first
 from app.schemas.recipes import UnknownRecipe, expand
-from app.schemas.spec import JobSpec
+from app.schemas.spec import JobSpec, labels_of
 from app.services.datasets import check_columns, get_dataset
 from app.services.errors import Conflict, InvalidInput, NotFound, Unavailable
 from app.storage.artifacts import LocalArtifactStore
@@ -58,9 +57,9 @@ def check_data(session: Session, store: LocalArtifactStore, spec: JobSpec, tenan
             dataset = get_dataset(session, tenant_id=tenant_id, dataset_id=dataset_id)
         except NotFound:
             raise InvalidInput(f"{field}: dataset {dataset_id!r} not found") from None
-        check_columns(store, dataset, text_field=spec.text_field, label_field=spec.label_field)
+        check_columns(store, dataset, text_fields=spec.input_fields, label_field=spec.label_field)
         if field == "data.train":
-            classes = _classes(store, dataset, spec.label_field)
+            classes = _classes(store, dataset, spec)
             if len(classes) < 2:
                 raise InvalidInput(
                     f"data.train: dataset {dataset_id!r} has only one class in {spec.label_field!r} "
@@ -93,10 +92,11 @@ def check_regularizer_inputs(session: Session, spec: JobSpec, tenant_id: str, tr
                 )
 
 
-def _classes(store: LocalArtifactStore, dataset: Any, label_field: str) -> list[str]:
-    if dataset.label_field == label_field and dataset.label_counts is not None:
+def _classes(store: LocalArtifactStore, dataset: Any, spec: JobSpec) -> list[str]:
+    if spec.task == "single_label" and dataset.label_field == spec.label_field and dataset.label_counts is not None:
         return sorted(dataset.label_counts)
-    return sorted(Counter(row[label_field] for row in store.read_dataset(dataset.id)))
+    rows = store.read_dataset(dataset.id)
+    return sorted({name for row in rows for name in labels_of(row[spec.label_field], spec)})
 
 
 def create_job(

@@ -18,7 +18,7 @@ from app.catalog import Catalog
 from app.config import Settings
 from app.db.models import Job, Model, new_id, utcnow
 from app.db.session import session_scope
-from app.schemas.spec import JobSpec
+from app.schemas.spec import JobSpec, labels_of
 from app.services.jobs import add_event
 from app.storage.artifacts import LocalArtifactStore
 
@@ -90,11 +90,18 @@ def load_resources(store: LocalArtifactStore, catalog: Catalog, spec: JobSpec) -
 
 
 def load_task_data(store: LocalArtifactStore, spec: JobSpec) -> TaskData:
+    def text(row: dict) -> str | tuple[str, str]:
+        return tuple(row[f] for f in spec.text_fields) if spec.text_fields else row[spec.text_field]
+
+    def label(row: dict) -> str | tuple[str, ...]:
+        names = labels_of(row[spec.label_field], spec)
+        return tuple(names) if spec.task == "multi_label" else names[0]
+
     def read(dataset_id: str | None) -> LabeledTexts | None:
         if dataset_id is None:
             return None
         rows = store.read_dataset(dataset_id)
-        return LabeledTexts([r[spec.text_field] for r in rows], [r[spec.label_field] for r in rows])
+        return LabeledTexts([text(r) for r in rows], [label(r) for r in rows])
 
     return TaskData(read(spec.data.train), read(spec.data.validation), read(spec.data.test))
 
@@ -138,6 +145,8 @@ def publish(url: str, store: LocalArtifactStore, job_id: str, spec: JobSpec, res
         staging,
         base_model=spec.base_model,
         own_weights_only=spec.optimization.train != "all",
+        task=spec.task,
+        threshold=result.threshold,
     )
     store.publish_model(model_id)
     with session_scope(url) as session:

@@ -189,6 +189,74 @@ def test_source_distillation_from_an_earlier_model(service, finished):
     assert job["spec"]["optimization"]["regularizers"][0]["source_model"] == finished["model_id"]
 
 
+def test_a_multi_label_job_from_jsonl_lists_predicts_label_sets(service):
+    import json
+
+    from tests.utils.data import tagged
+
+    data = tagged(200, seed=1)
+    lines = "\n".join(
+        json.dumps({"text": t, "tags": list(tags)}) for t, tags in zip(data.texts, data.labels, strict=True)
+    )
+    train = upload(service, "tags.jsonl", lines.encode())
+    job_id = submit(
+        service,
+        {
+            "base_model": "tiny-bert",
+            "task": "multi_label",
+            "label_field": "tags",
+            "data": {"train": train},
+            "training": {"epochs": 2, "learning_rate": 3e-3},
+        },
+    )
+    job = service.wait(job_id)
+    assert job["status"] == "succeeded", job["error"]
+    assert {"micro_f1", "macro_f1", "threshold"} <= set(job["metrics"])
+    assert set(job["metrics"]["per_class"]) == {"funny", "sad"}
+    response = service.client.post(
+        f"/v1/models/{job['model_id']}/predict", headers=service.headers, json={"inputs": ["witty and gloomy"]}
+    )
+    [prediction] = response.json()["predictions"]
+    threshold = job["metrics"]["threshold"]
+    assert prediction["labels"] == [k for k, p in prediction["scores"].items() if p > threshold]
+
+
+def test_a_sentence_pair_job_takes_pairs_and_refuses_single_texts(service):
+    import csv
+    import io
+
+    from tests.utils.data import paired
+
+    data = paired(120, seed=1)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["premise", "hypothesis", "label"])
+    writer.writerows((a, b, label) for (a, b), label in zip(data.texts, data.labels, strict=True))
+    response = service.client.post(
+        "/v1/datasets",
+        headers=service.headers,
+        data={"text_field": "premise"},
+        files={"file": ("pairs.csv", out.getvalue().encode())},
+    )
+    train = response.json()["id"]
+    job_id = submit(
+        service,
+        {
+            "base_model": "tiny-bert",
+            "text_fields": ["premise", "hypothesis"],
+            "data": {"train": train},
+            "training": {"epochs": 1},
+        },
+    )
+    job = service.wait(job_id)
+    assert job["status"] == "succeeded", job["error"]
+    url = f"/v1/models/{job['model_id']}/predict"
+    ok = service.client.post(url, headers=service.headers, json={"inputs": [["good plot", "long movie"]]})
+    assert ok.status_code == 200 and ok.json()["predictions"][0]["label"] in {"negative", "positive"}
+    wrong = service.client.post(url, headers=service.headers, json={"inputs": ["just one text"]})
+    assert wrong.status_code == 422 and "takes [first, second] pairs" in wrong.json()["detail"]
+
+
 def test_deleting_a_model_removes_it_everywhere(service, finished):
     model_id = finished["model_id"]
     assert service.client.delete(f"/v1/models/{model_id}", headers=service.headers).status_code == 204

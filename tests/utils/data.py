@@ -34,3 +34,31 @@ def as_csv(data: LabeledTexts) -> bytes:
     writer.writerow(["text", "label"])
     writer.writerows(zip(data.texts, data.labels, strict=True))
     return out.getvalue().encode()
+
+
+def tagged(n: int, seed: int = 0) -> LabeledTexts:
+    """Multi-label: a text carries tag `funny` if it has a funny word, `sad` if a sad word (either,
+    both or... at least one)."""
+    rng = random.Random(seed)
+    cues = {"funny": ["hilarious", "witty", "comic"], "sad": ["tragic", "gloomy", "tearful"]}
+    texts, labels = [], []
+    for _ in range(n):
+        tags = rng.choice([("funny",), ("sad",), ("funny", "sad")])
+        words = rng.sample(FILLER, rng.randint(2, 6)) + [rng.choice(cues[t]) for t in tags]
+        rng.shuffle(words)
+        texts.append(" ".join(words))
+        labels.append(tags)
+    return LabeledTexts(texts, labels)
+
+
+def paired(n: int, seed: int = 0) -> LabeledTexts:
+    """Sentence pairs: a premise with a sentiment cue, and a neutral second sentence; the label is
+    the premise's sentiment."""
+    rng = random.Random(seed)
+    texts, labels = [], []
+    for _ in range(n):
+        label = rng.choice(sorted(WORDS))
+        first = " ".join(rng.sample(FILLER, 3) + [rng.choice(WORDS[label])])
+        texts.append((first, " ".join(rng.sample(FILLER, 4))))
+        labels.append(label)
+    return LabeledTexts(texts, labels)

@@ -42,8 +42,12 @@ class MultiLabel:
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.float().sigmoid()
 
+    def cut(self, threshold: float | None = None) -> float:
+        """The threshold in use: the given one, else the configured or tuned one, else 0.5."""
+        return threshold if threshold is not None else (self.threshold if self.threshold is not None else 0.5)
+
     def decide(self, probabilities: torch.Tensor, threshold: float | None = None) -> list[tuple[str, ...]]:
-        cut = threshold if threshold is not None else (self.threshold if self.threshold is not None else 0.5)
+        cut = self.cut(threshold)
         return [tuple(self.labels[i] for i in (row > cut).nonzero().flatten().tolist()) for row in probabilities]
 
     def report(

@@ -54,6 +54,10 @@ def predict(
     if len(body.inputs) > settings.max_predict_inputs:
         raise InvalidInput(f"inputs: at most {settings.max_predict_inputs} texts per request, got {len(body.inputs)}")
     model = service.get_model(session, tenant_id=tenant.id, model_id=model_id)
+    pairs = bool(model.spec.get("text_fields"))
+    if any(isinstance(text, tuple) != pairs for text in body.inputs):
+        shape = "[first, second] pairs" if pairs else "strings"
+        raise InvalidInput(f"inputs: model {model_id!r} takes {shape}")
     session.close()  # release the connection before the forward pass
     from app.serving.predictor import predict as run_predict  # torch loads on first use
 
