@@ -111,7 +111,7 @@ def adapt(
     model = TextClassifier(encoder, spec.model, len(labels))
     STRATEGIES.get(spec.optimization.train)(model)
     model.to(device)
-    trainable, total = count_parameters(model)
+    _, total = count_parameters(model)
     callbacks.on_event(
         "training_started",
         f"{len(train)} train / {len(validation)} validation examples on {device.type}",
@@ -138,6 +138,8 @@ def adapt(
     regularizers = build_regularizers(spec, context)
     trainer = Trainer(model, tokenizer, task, spec, callbacks, progress_interval, regularizers)
     outcome = trainer.fit(train, validation)
+    # What trained is what an unfreezing schedule actually thawed (top_only never thaws the bottom).
+    trainable = sum(p.numel() for name, p in model.named_parameters() if name in trainer.touched)
     if task.multi_label:  # settle the threshold on the kept model, before anything is tested with it
         probabilities = predict_proba(model, tokenizer, validation.texts, spec.training.max_length, multi_label=True)
         task.fit_threshold(validation.labels, probabilities)

@@ -176,3 +176,14 @@ def test_random_is_not_used_by_schedules():
     for _ in range(20):
         position = at(rng.randint(1, 5), rng.randint(0, 49))
         assert UNFREEZING.get("gradual")(position, 2, Gradual()) == UNFREEZING.get("gradual")(position, 2, Gradual())
+
+
+def test_trainable_params_count_what_the_schedule_thawed(tiny_model_dir):
+    from app.adaptation import TaskData, adapt
+
+    spec = job(optimization={"unfreezing": "top_only"}, training={"epochs": 1})
+    model = classifier(tiny_model_dir, spec)
+    thawed = sum(p.numel() for g in layer_groups(model, 2) if g.name in {T, L2}
+                 for n, p in model.named_parameters() if n in g.parameter_names)
+    result = adapt(spec, TaskData(sentiment(32), sentiment(8, seed=1)), tiny_model_dir)
+    assert result.trainable_params == thawed < result.total_params
