@@ -25,7 +25,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check app worker tests migrations
+	$(BIN)/ruff check app worker tests migrations benchmarks examples
 
 clean:
 	rm -rf var .pytest_cache

