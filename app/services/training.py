@@ -11,8 +11,8 @@ from typing import Any
 
 from sqlalchemy import update
 
-from app.adaptation import Cancelled, LabeledTexts, Progress, TaskData, adapt, load_classifier, save_classifier
-from app.adaptation.adapt import AdaptationResult, Resources
+from app.adaptation import Cancelled, LabeledTexts, Progress, TaskData, adapt, load_classifier
+from app.adaptation.adapt import AdaptationResult, Resources, save_result
 from app.adaptation.artifact import read_card
 from app.catalog import Catalog
 from app.config import Settings
@@ -136,18 +136,7 @@ def publish(url: str, store: LocalArtifactStore, job_id: str, spec: JobSpec, res
     """Write the artifact, then record model and success in one transaction, unless cancelled meanwhile."""
     model_id = new_id("mdl")
     staging = store.staging_dir(model_id)
-    size = save_classifier(
-        result.model,
-        result.tokenizer,
-        result.labels,
-        spec.model,
-        spec.training.max_length,
-        staging,
-        base_model=spec.base_model,
-        own_weights_only=spec.optimization.train != "all",
-        task=spec.task,
-        threshold=result.threshold,
-    )
+    size = save_result(result, spec, staging)
     store.publish_model(model_id)
     with session_scope(url) as session:
         session.add(

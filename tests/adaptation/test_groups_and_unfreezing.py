@@ -183,7 +183,12 @@ def test_trainable_params_count_what_the_schedule_thawed(tiny_model_dir):
 
     spec = job(optimization={"unfreezing": "top_only"}, training={"epochs": 1})
     model = classifier(tiny_model_dir, spec)
-    thawed = sum(p.numel() for g in layer_groups(model, 2) if g.name in {T, L2}
-                 for n, p in model.named_parameters() if n in g.parameter_names)
+    thawed = sum(
+        p.numel()
+        for g in layer_groups(model, 2)
+        if g.name in {T, L2}
+        for n, p in model.named_parameters()
+        if n in g.parameter_names
+    )
     result = adapt(spec, TaskData(sentiment(32), sentiment(8, seed=1)), tiny_model_dir)
     assert result.trainable_params == thawed < result.total_params

@@ -93,18 +93,20 @@ def test_every_recipe_expands_into_the_stored_spec(client, headers, train_id, re
     assert spec["recipe"] == recipe and check(spec)
 
 
-def test_ewc_with_its_fisher_data_is_accepted(client, headers, train_id):
+def submit_ewc(client, headers, train_id):
+    """An unlabeled dataset, and an ewc job that names it as Fisher data."""
     unlabeled = client.post("/v1/datasets", headers=headers, files={"file": ("u.csv", b"text\nsome text\n")}).json()
-    response = submit(
-        client,
-        headers,
-        {
-            "base_model": "tiny-bert",
-            "recipe": "ewc",
-            "data": {"train": train_id},
-            "optimization": {"regularizers": [{"fisher_data": unlabeled["id"]}]},
-        },
-    )
+    spec = {
+        "base_model": "tiny-bert",
+        "recipe": "ewc",
+        "data": {"train": train_id},
+        "optimization": {"regularizers": [{"fisher_data": unlabeled["id"]}]},
+    }
+    return unlabeled, submit(client, headers, spec)
+
+
+def test_ewc_with_its_fisher_data_is_accepted(client, headers, train_id):
+    unlabeled, response = submit_ewc(client, headers, train_id)
     assert response.status_code == 202, response.text
     spec = client.get(f"/v1/jobs/{response.json()['id']}", headers=headers).json()["spec"]
     assert spec["optimization"]["regularizers"] == [
@@ -113,16 +115,7 @@ def test_ewc_with_its_fisher_data_is_accepted(client, headers, train_id):
 
 
 def test_fisher_data_of_a_queued_job_cannot_be_deleted(client, headers, train_id):
-    unlabeled = client.post("/v1/datasets", headers=headers, files={"file": ("u.csv", b"text\nsome text\n")}).json()
-    job = submit(
-        client,
-        headers,
-        {
-            "base_model": "tiny-bert",
-            "recipe": "ewc",
-            "data": {"train": train_id},
-            "optimization": {"regularizers": [{"fisher_data": unlabeled["id"]}]},
-        },
-    ).json()
+    unlabeled, response = submit_ewc(client, headers, train_id)
+    job = response.json()
     response = client.delete(f"/v1/datasets/{unlabeled['id']}", headers=headers)
     assert response.status_code == 409 and job["id"] in response.json()["detail"]
