@@ -36,7 +36,7 @@ class SingleLabel:
         return classification_report(list(gold), self.decide(probabilities), self.labels)
 
     def fit_threshold(self, gold: Sequence[Any], probabilities: torch.Tensor) -> None:
-        pass  # argmax needs no threshold
+        """Nothing to fit: argmax needs no threshold."""
 
 
 @TASKS.register("single_label")
