@@ -1,7 +1,5 @@
 """Layer groups, and the trainable set in every phase of every unfreezing schedule."""
 
-import random
-
 import pytest
 import torch
 
@@ -168,14 +166,6 @@ class _Silent:
     def on_event(self, kind, message, data): ...
     def should_stop(self):
         return False
-
-
-def test_random_is_not_used_by_schedules():
-    # Schedules are pure functions of the position: the same position gives the same answer.
-    rng = random.Random(0)
-    for _ in range(20):
-        position = at(rng.randint(1, 5), rng.randint(0, 49))
-        assert UNFREEZING.get("gradual")(position, 2, Gradual()) == UNFREEZING.get("gradual")(position, 2, Gradual())
 
 
 def test_trainable_params_count_what_the_schedule_thawed(tiny_model_dir):
