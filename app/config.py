@@ -31,6 +31,17 @@ class Settings(BaseSettings):
     progress_interval_seconds: float = Field(
         1.0, description="How often a running job writes progress and checks for cancellation."
     )
+    checkpoint_every_steps: int = Field(
+        200, ge=1, description="A running job writes a checkpoint this often (and at every epoch's end)."
+    )
+    heartbeat_interval_seconds: float = Field(10.0, gt=0, description="How often a running job's worker beats.")
+    heartbeat_timeout_seconds: float = Field(
+        120.0, gt=0, description="A running job whose worker has not beaten for this long is re-queued."
+    )
+    max_attempts: int = Field(3, ge=1, description="Tries a job gets before a lost worker fails it.")
+    sweep_interval_seconds: float = Field(
+        15.0, ge=0, description="How often the API looks for jobs whose worker was lost; 0: never."
+    )
 
     @property
     def resolved_database_url(self) -> str:

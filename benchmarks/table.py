@@ -32,7 +32,8 @@ def main() -> None:
         data = json.loads(path.read_text())
         rows = data["rows"]
         anchor = next((r["test_accuracy"] for r in rows if r["recipe"].startswith("anchor")), None)
-        print(f"\n{data['dataset']} ({data['base_model']}, {data['machine']}):\n")
+        protocol = data.get("protocol", "10% of train held out for validation")
+        print(f"\n{data['dataset']}, {protocol} ({data['base_model']}, {data['machine']}):\n")
         print("| recipe | test accuracy | vs. anchor (points) | train time | trainable | peak memory | artifact |")
         print("|---|---|---|---|---|---|---|")
         for r in rows:

@@ -2,7 +2,8 @@
 
 from app.adaptation.adapt import AdaptationResult, InvalidTaskData, adapt
 from app.adaptation.artifact import LoadedClassifier, load_classifier, save_classifier
-from app.adaptation.callbacks import Callbacks, Cancelled, Progress, SilentCallbacks
+from app.adaptation.callbacks import Callbacks, Cancelled, Paused, Progress, SilentCallbacks
+from app.adaptation.checkpoint import Checkpoints
 from app.adaptation.data import LabeledTexts, TaskData
 from app.adaptation.inference import predict_proba
 
@@ -10,9 +11,11 @@ __all__ = [
     "AdaptationResult",
     "Callbacks",
     "Cancelled",
+    "Checkpoints",
     "InvalidTaskData",
     "LabeledTexts",
     "LoadedClassifier",
+    "Paused",
     "Progress",
     "SilentCallbacks",
     "TaskData",

@@ -15,6 +15,7 @@ from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from app.adaptation.artifact import save_classifier
 from app.adaptation.callbacks import Callbacks, SilentCallbacks
+from app.adaptation.checkpoint import Checkpoints
 from app.adaptation.data import LabeledTexts, TaskData, stratified_split
 from app.adaptation.inference import predict_proba
 from app.adaptation.model import TextClassifier, count_parameters, load_pretrained_encoder
@@ -71,9 +72,10 @@ def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def split_validation(spec: JobSpec, data: TaskData) -> tuple[LabeledTexts, LabeledTexts, bool]:
-    """(train, validation, held_out): without a validation set, hold out a stratified share of train."""
-    if data.validation is not None:
+def split_validation(spec: JobSpec, data: TaskData) -> tuple[LabeledTexts, LabeledTexts | None, bool]:
+    """(train, validation, held_out): without a validation set, hold out a stratified share of train,
+    unless that share is 0 (every row trains, there is no validation)."""
+    if data.validation is not None or spec.data.validation_fraction == 0:
         return data.train, data.validation, False
     train, validation = stratified_split(data.train, spec.data.validation_fraction, spec.training.seed)
     return train, validation, True
@@ -101,7 +103,10 @@ def adapt(
     callbacks: Callbacks | None = None,
     progress_interval: float = 1.0,
     resources: Resources | None = None,
+    checkpoints: Checkpoints | None = None,
 ) -> AdaptationResult:
+    """Train one job. With `checkpoints`, the run writes them as it goes and, when one exists
+    already (a run of the same spec and data that died or paused), goes on from it."""
     callbacks = callbacks or SilentCallbacks()
     train, validation, held_out = split_validation(spec, data)
     labels = check_labels(spec.task, train, {"validation": validation, "test": data.test})
@@ -115,10 +120,10 @@ def adapt(
     _, total = count_parameters(model)
     callbacks.on_event(
         "training_started",
-        f"{len(train)} train / {len(validation)} validation examples on {device.type}",
+        f"{len(train)} train / {len(validation or [])} validation examples on {device.type}",
         {
             "train_examples": len(train),
-            "validation_examples": len(validation),
+            "validation_examples": len(validation or []),
             "validation_held_out_from_train": held_out,
             "labels": labels,
             "device": device.type,
@@ -138,20 +143,22 @@ def adapt(
     )
     regularizers = build_regularizers(spec, context)
     trainer = Trainer(model, tokenizer, task, spec, callbacks, progress_interval, regularizers)
-    outcome = trainer.fit(train, validation)
+    outcome = trainer.fit(train, validation, checkpoints)
     # What trained is what an unfreezing schedule actually thawed (top_only never thaws the bottom).
     trainable = sum(p.numel() for name, p in model.named_parameters() if name in trainer.touched)
-    if task.multi_label:  # settle the threshold on the kept model, before anything is tested with it
+    # Settle the threshold on the kept model, before anything is tested with it.
+    if task.multi_label and validation is not None:
         probabilities = predict_proba(model, tokenizer, validation.texts, spec.training.max_length, multi_label=True)
         task.fit_threshold(validation.labels, probabilities)
         outcome.best_metrics = task.report(validation.labels, probabilities)
-    train_seconds = time.monotonic() - started
+    train_seconds = time.monotonic() - started + trainer.seconds_before_resume
     metrics: dict[str, Any] = {
         **outcome.best_metrics,
         "best_epoch": outcome.best_epoch,
         "validation_held_out_from_train": held_out,
         "stopped_early": outcome.stopped_early,
         "features_cached": outcome.features_cached,
+        "resumed_from_step": outcome.resumed_from_step,
         "history": outcome.history,
         "phases": outcome.phases,
     }

@@ -29,6 +29,8 @@ class Callbacks(Protocol):
 
     def should_stop(self) -> bool: ...
 
+    def should_pause(self) -> bool: ...
+
 
 class SilentCallbacks:
     """For runs nobody watches."""
@@ -42,6 +44,14 @@ class SilentCallbacks:
     def should_stop(self) -> bool:
         return False
 
+    def should_pause(self) -> bool:
+        return False
+
 
 class Cancelled(Exception):
     """Raised inside the training loop when the caller asked it to stop."""
+
+
+class Paused(Exception):
+    """Raised inside the training loop when the caller asked it to pause: a checkpoint was written
+    just before, and a later run with the same checkpoints goes on from it."""

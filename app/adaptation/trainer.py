@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from itertools import islice
 from typing import Any
 
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from app.adaptation.callbacks import Callbacks, Cancelled, Progress
+from app.adaptation.callbacks import Callbacks, Cancelled, Paused, Progress
+from app.adaptation.checkpoint import Checkpoints, TrainingState
 from app.adaptation.data import Batch, Batches, LabeledTexts, token_batches
 from app.adaptation.features import FeatureBatches, reduce_all
 from app.adaptation.groups import LayerGroup, layer_groups
@@ -38,6 +40,7 @@ class TrainOutcome:
     steps: int = 0
     stopped_early: bool = False
     features_cached: bool = False
+    resumed_from_step: int | None = None
 
 
 def evaluate(
@@ -66,8 +69,12 @@ class Trainer:
         self.touched: set[str] = set()  # every parameter that has been trainable so far
         self.best_state: dict[str, torch.Tensor] = {}  # touched weights (and buffers) at the best epoch
         self.phase: frozenset[str] | None = None
+        self._pause_requested = False
+        self.seconds_before_resume = 0.0  # training time of the attempts before this one
 
-    def fit(self, train: LabeledTexts, validation: LabeledTexts) -> TrainOutcome:
+    def fit(
+        self, train: LabeledTexts, validation: LabeledTexts | None, checkpoints: Checkpoints | None = None
+    ) -> TrainOutcome:
         cfg = self.spec.training
         outcome = TrainOutcome(best_epoch=0, best_metrics={})
         train_batches, validation_batches = self._batches(train, validation, outcome)
@@ -77,10 +84,15 @@ class Trainer:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule(step, total_steps, options))
         rng = random.Random(cfg.seed)
         self._started = self._last_report = time.monotonic()
-        for epoch in range(1, cfg.epochs + 1):
+        first_epoch, skip = 1, 0
+        saved = checkpoints.load() if checkpoints is not None else None
+        if saved is not None:
+            first_epoch, skip = self._restore(saved, optimizer, scheduler, rng, outcome)
+        for epoch in range(first_epoch, cfg.epochs + 1):
             self.model.train()
+            epoch_rng_state = rng.getstate()
             loss_sum, loss_steps = torch.zeros((), device=self.device), 0
-            for batch in train_batches.training_order(rng):
+            for done, batch in enumerate(islice(train_batches.training_order(rng), skip, None), start=skip + 1):
                 self._enter_phase(Position(epoch, outcome.steps, len(train_batches), total_steps), outcome)
                 loss_sum += self._step(batch, optimizer, scheduler)
                 loss_steps += 1
@@ -89,31 +101,105 @@ class Trainer:
                     mean_loss = (loss_sum / loss_steps).item()
                     loss_sum, loss_steps = torch.zeros((), device=self.device), 0
                     self._report(epoch, outcome.steps, total_steps, mean_loss, scheduler.get_last_lr()[-1])
-            metrics = self._evaluate(validation_batches, validation.labels)
-            summary = {"epoch": epoch, "step": outcome.steps, **_summary(metrics)}
-            outcome.history.append(summary)
-            self.callbacks.on_event(
-                "evaluated",
-                f"epoch {epoch}: accuracy {metrics['accuracy']:.4f}, macro_f1 {metrics['macro_f1']:.4f}",
-                summary,
-            )
-            if not outcome.best_metrics or metrics[cfg.eval_metric] > outcome.best_metrics[cfg.eval_metric]:
-                outcome.best_epoch, outcome.best_metrics = epoch, metrics
-                self.best_state = self._touched_state()
-            elif cfg.early_stopping_patience and epoch - outcome.best_epoch >= cfg.early_stopping_patience:
-                outcome.stopped_early = True
-                self.callbacks.on_event("early_stopped", f"no improvement since epoch {outcome.best_epoch}", {})
-                break
-        self.model.load_state_dict(self.best_state, strict=False)
+                if checkpoints is None or done == len(train_batches):
+                    continue  # the epoch's end writes its own checkpoint, after evaluating
+                pause = self._pause_requested
+                if pause or outcome.steps % checkpoints.every_steps == 0:
+                    state = self._state(epoch, done, epoch_rng_state, optimizer, scheduler, outcome)
+                    checkpoints.save(state, outcome.steps)
+                if pause:
+                    raise Paused(f"paused at step {outcome.steps} of {total_steps}")
+            skip = 0
+            if validation is None:  # nothing to choose by: the last epoch is the one kept
+                outcome.best_epoch = epoch
+            elif self._evaluate_epoch(epoch, validation_batches, validation.labels, outcome):
+                break  # early stopping
+            if checkpoints is not None and epoch < cfg.epochs:
+                state = self._state(epoch + 1, 0, rng.getstate(), optimizer, scheduler, outcome)
+                checkpoints.save(state, outcome.steps)
+        if self.best_state:
+            self.model.load_state_dict(self.best_state, strict=False)
         return outcome
+
+    def _evaluate_epoch(self, epoch: int, batches: Batches | FeatureBatches, gold: list, outcome: TrainOutcome) -> bool:
+        """Evaluate, keep the epoch if it is the best so far; True when early stopping says stop."""
+        cfg = self.spec.training
+        metrics = self._evaluate(batches, gold)
+        summary = {"epoch": epoch, "step": outcome.steps, **_summary(metrics)}
+        outcome.history.append(summary)
+        self.callbacks.on_event(
+            "evaluated",
+            f"epoch {epoch}: accuracy {metrics['accuracy']:.4f}, macro_f1 {metrics['macro_f1']:.4f}",
+            summary,
+        )
+        if not outcome.best_metrics or metrics[cfg.eval_metric] > outcome.best_metrics[cfg.eval_metric]:
+            outcome.best_epoch, outcome.best_metrics = epoch, metrics
+            self.best_state = self._touched_state()
+        elif cfg.early_stopping_patience and epoch - outcome.best_epoch >= cfg.early_stopping_patience:
+            outcome.stopped_early = True
+            self.callbacks.on_event("early_stopped", f"no improvement since epoch {outcome.best_epoch}", {})
+            return True
+        return False
+
+    # ---- checkpoints ---------------------------------------------------------------------------
+
+    def _state(
+        self, epoch: int, batches_done: int, epoch_rng_state: tuple, optimizer, scheduler, outcome: TrainOutcome
+    ) -> TrainingState:
+        return TrainingState(
+            epoch=epoch,
+            batches_done=batches_done,
+            epoch_rng_state=epoch_rng_state,
+            torch_rng_state=torch.get_rng_state(),
+            cuda_rng_state=torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+            model=self.model.state_dict(),
+            optimizer=optimizer.state_dict(),
+            scheduler=scheduler.state_dict(),
+            best_state=self.best_state,
+            bookkeeping={
+                "outcome": asdict(outcome),
+                "phase": None if self.phase is None else sorted(self.phase),
+                "touched": sorted(self.touched),
+                "elapsed_seconds": time.monotonic() - self._started,
+            },
+        )
+
+    def _restore(self, saved: TrainingState, optimizer, scheduler, rng: random.Random, outcome: TrainOutcome):
+        """Put the run back where the checkpoint left it; returns (epoch, batches of it already done)."""
+        self.model.load_state_dict(saved.model)
+        optimizer.load_state_dict(saved.optimizer)
+        scheduler.load_state_dict(saved.scheduler)
+        rng.setstate(saved.epoch_rng_state)
+        torch.set_rng_state(saved.torch_rng_state)
+        if saved.cuda_rng_state is not None:
+            torch.cuda.set_rng_state(saved.cuda_rng_state, self.device)
+        self.best_state = saved.best_state
+        book = saved.bookkeeping
+        for key, value in book["outcome"].items():
+            setattr(outcome, key, value)
+        self.touched = set(book["touched"])
+        if book["phase"] is not None:
+            self.phase = frozenset(book["phase"])
+            self._apply_phase(self.phase)
+        self.seconds_before_resume = book["elapsed_seconds"]
+        self._started -= self.seconds_before_resume
+        outcome.resumed_from_step = outcome.steps
+        self.callbacks.on_event(
+            "resumed",
+            f"resumed from the checkpoint at step {outcome.steps} (epoch {saved.epoch}, batch {saved.batches_done})",
+            {"step": outcome.steps, "epoch": saved.epoch, "batches_done": saved.batches_done},
+        )
+        return saved.epoch, saved.batches_done
 
     # ---- data ----------------------------------------------------------------------------------
 
-    def _batches(self, train: LabeledTexts, validation: LabeledTexts, outcome: TrainOutcome):
+    def _batches(self, train: LabeledTexts, validation: LabeledTexts | None, outcome: TrainOutcome):
         cfg = self.spec.training
         targets = self.task.targets(train.labels)
         train_tokens = token_batches(self.tokenizer, train.texts, cfg.max_length, targets, cfg.batch_size)
-        validation_tokens = token_batches(self.tokenizer, validation.texts, cfg.max_length, None, 64)
+        validation_tokens = None
+        if validation is not None:
+            validation_tokens = token_batches(self.tokenizer, validation.texts, cfg.max_length, None, 64)
         if not self.model.encoder_frozen or any(r.needs_inputs for r in self.regularizers):
             return train_tokens, validation_tokens
         # A frozen encoder gives the same features every epoch: compute them once.
@@ -121,7 +207,7 @@ class Trainer:
         self.callbacks.on_event("features_cached", "frozen encoder: features computed once per example", {})
         return (
             FeatureBatches(reduce_all(self.model, train_tokens), train_tokens.labels, cfg.batch_size),
-            FeatureBatches(reduce_all(self.model, validation_tokens), None, 256),
+            None if validation_tokens is None else FeatureBatches(reduce_all(self.model, validation_tokens), None, 256),
         )
 
     def _logits(self, batch: Batch) -> torch.Tensor:
@@ -172,11 +258,10 @@ class Trainer:
         if trainable == self.phase:
             return
         self.phase = trainable
+        self._apply_phase(trainable)
         named = dict(self.model.named_parameters())
         for group in self.groups:
             for name in group.parameter_names:
-                if options.name != "none":
-                    named[name].requires_grad_(group.name in trainable)
                 if named[name].requires_grad and name not in self.touched:
                     self.touched.add(name)
                     if self.best_state:  # untouched until now: at the best epoch it had this value
@@ -192,6 +277,14 @@ class Trainer:
         self.callbacks.on_event(
             "phase", f"phase {record['phase']}: training {', '.join(record['trainable_groups'])}", record
         )
+
+    def _apply_phase(self, trainable: frozenset[str]) -> None:
+        if self.spec.optimization.unfreezing.name == "none":
+            return  # the strategy decided once, before training
+        named = dict(self.model.named_parameters())
+        for group in self.groups:
+            for name in group.parameter_names:
+                named[name].requires_grad_(group.name in trainable)
 
     def _any_trainable(self, group: LayerGroup) -> bool:
         named = dict(self.model.named_parameters())
@@ -212,6 +305,7 @@ class Trainer:
         self.callbacks.on_progress(Progress("train", epoch, self.spec.training.epochs, step, total, elapsed, loss, lr))
         if self.callbacks.should_stop():
             raise Cancelled(f"stopped at step {step} of {total}")
+        self._pause_requested = self.callbacks.should_pause()
 
 
 def _summary(metrics: dict[str, Any]) -> dict[str, float]:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
 from app.api.errors import install_error_handlers
 from app.api.routes import base_models, datasets, health, jobs, models
 from app.catalog import Catalog
 from app.config import Settings, get_settings
-from worker.celery_app import make_celery
+from app.services.sweeper import Sweeper, sweep
+from app.storage.artifacts import LocalArtifactStore
+from worker.celery_app import TRAIN_TASK, make_celery
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -17,6 +22,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Thaw",
         version="0.1.0",
         description="Adapt pretrained language models to your own text classification tasks.",
+        lifespan=_lifespan,
     )
     app.state.settings = settings
     app.state.catalog = Catalog(settings)
@@ -26,3 +32,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (health, base_models, datasets, jobs, models):
         app.include_router(module.router)
     return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """While the API runs, it re-queues jobs whose worker was lost (app/services/sweeper.py)."""
+    settings: Settings = app.state.settings
+    sweeper = None
+    if settings.sweep_interval_seconds > 0:
+        store = LocalArtifactStore(settings.resolved_artifacts_dir)
+
+        def enqueue(job_id: str) -> None:
+            app.state.celery.send_task(TRAIN_TASK, args=[job_id], queue=settings.queue)
+
+        def run():
+            return sweep(
+                settings.resolved_database_url,
+                store,
+                enqueue,
+                timeout_seconds=settings.heartbeat_timeout_seconds,
+                max_attempts=settings.max_attempts,
+            )
+
+        sweeper = Sweeper(settings.sweep_interval_seconds, run)
+        sweeper.start()
+    try:
+        yield
+    finally:
+        if sweeper is not None:
+            sweeper.stop()

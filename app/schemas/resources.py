@@ -64,15 +64,16 @@ class Timings(Public):
 
 class JobPublic(Public):
     id: str
-    status: str = Field(description="queued, running, succeeded, failed or cancelled.")
+    status: str = Field(description="queued, running, paused, succeeded, failed or cancelled.")
     recipe: str
     base_model: str
     spec: dict[str, Any] = Field(description="The fully expanded spec the job runs with.")
     progress: dict[str, Any] | None
     metrics: dict[str, Any] | None
     timings: Timings
-    attempts: int
+    attempts: int = Field(description="Tries so far; a job whose worker was lost goes on from its checkpoint.")
     cancel_requested: bool
+    pause_requested: bool
     model_id: str | None
     error: str | None
     created_at: datetime

@@ -40,8 +40,16 @@ class DataRefs(Strict):
         None, description="Optional test dataset, evaluated once with the kept model and reported."
     )
     validation_fraction: float = Field(
-        0.1, gt=0, lt=0.5, description="Share of train held out when no validation set is given."
+        0.1,
+        ge=0,
+        lt=0.5,
+        description="Share of train held out when no validation set is given; 0: no validation at all, "
+        "every row trains and the last epoch is kept.",
     )
+
+    @property
+    def has_validation(self) -> bool:
+        return self.validation is not None or self.validation_fraction > 0
 
 
 # ---- architecture: what sits on and inside the encoder --------------------------------------------
@@ -131,6 +139,19 @@ class Gradual(Named):
     every_steps: int | None = Field(
         None, ge=1, description="Unfreeze one more group every this many steps; null: once per epoch (ULMFiT)."
     )
+    thaw_fraction: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="Spread the unfreezing evenly over this share of the run, whatever the model's depth, so "
+        "that every group trains from then on; null: once per epoch, or every_steps.",
+    )
+
+    @model_validator(mode="after")
+    def _one_pace(self) -> Gradual:
+        if self.every_steps is not None and self.thaw_fraction is not None:
+            raise ValueError("gradual unfreezing takes every_steps or thaw_fraction, not both (set the other to null)")
+        return self
 
 
 class ChainThaw(Named):
@@ -232,6 +253,10 @@ class JobSpec(Strict):
             raise ValueError("text_field and label_field must name different columns")
         if self.task != "multi_label" and (self.threshold is not None or self.training.eval_metric == "micro_f1"):
             raise ValueError("threshold and eval_metric 'micro_f1' apply to task 'multi_label' only")
+        if not self.data.has_validation and self.training.early_stopping_patience is not None:
+            raise ValueError("training.early_stopping_patience needs validation data (data.validation_fraction is 0)")
+        if not self.data.has_validation and self.task == "multi_label" and self.threshold is None:
+            raise ValueError("multi_label without validation data (data.validation_fraction 0) needs a threshold")
         train, schedule = self.optimization.train, self.optimization.unfreezing.name
         if schedule != "none" and train != "all":
             raise ValueError(

@@ -13,7 +13,7 @@ from app.services.errors import Conflict, InvalidInput, NotFound
 from app.storage.artifacts import LocalArtifactStore
 from app.storage.tables import InvalidTable, Table, label_counts, parse_table, require_column
 
-ACTIVE = ("queued", "running")
+ACTIVE = ("queued", "running", "paused")  # jobs that will still read their datasets
 
 
 def create_dataset(

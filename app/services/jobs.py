@@ -152,8 +152,8 @@ def list_events(session: Session, *, tenant_id: str, job_id: str) -> list[JobEve
     return list(session.scalars(select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id)))
 
 
-def cancel_job(session: Session, *, tenant_id: str, job_id: str) -> Job:
-    """A queued job is cancelled at once; a running one is flagged and its training loop stops."""
+def cancel_job(session: Session, store: LocalArtifactStore, *, tenant_id: str, job_id: str) -> Job:
+    """A queued or paused job is cancelled at once; a running one is flagged and its training loop stops."""
     job = get_job(session, tenant_id=tenant_id, job_id=job_id)
     if job.status in FINISHED:
         raise Conflict(f"job {job_id!r} is already {job.status}")
@@ -161,7 +161,7 @@ def cancel_job(session: Session, *, tenant_id: str, job_id: str) -> Job:
     now = utcnow()
     cancelled = session.execute(
         Job.__table__.update()
-        .where(Job.id == job_id, Job.status == "queued")
+        .where(Job.id == job_id, Job.status.in_(("queued", "paused")))
         .values(status="cancelled", cancel_requested=True, finished_at=now)
     ).rowcount
     if not cancelled:
@@ -172,8 +172,61 @@ def cancel_job(session: Session, *, tenant_id: str, job_id: str) -> Job:
         session,
         job_id,
         "cancelled" if cancelled else "cancel_requested",
-        "cancelled before it started" if cancelled else "cancellation requested; stopping at the next step",
+        "cancelled before it went on" if cancelled else "cancellation requested; stopping at the next step",
     )
     session.commit()
+    if cancelled:
+        store.delete_checkpoints(job_id)  # a paused job's; nobody resumes a cancelled one
+    session.refresh(job)
+    return job
+
+
+def pause_job(session: Session, *, tenant_id: str, job_id: str) -> Job:
+    """A running job stops at its next step with a checkpoint and frees its worker; a queued one
+    simply waits. Either way it ends `paused` until resumed."""
+    job = get_job(session, tenant_id=tenant_id, job_id=job_id)
+    at_once = session.execute(
+        Job.__table__.update().where(Job.id == job_id, Job.status == "queued").values(status="paused")
+    ).rowcount
+    flagged = 0
+    if not at_once:
+        flagged = session.execute(
+            Job.__table__.update()
+            .where(Job.id == job_id, Job.status == "running", Job.cancel_requested.is_(False))
+            .values(pause_requested=True)
+        ).rowcount
+    if not at_once and not flagged:
+        session.rollback()
+        session.refresh(job)
+        raise Conflict(f"job {job_id!r} is {job.status}; only a queued or running job can be paused")
+    add_event(
+        session,
+        job_id,
+        "paused" if at_once else "pause_requested",
+        "paused before it started" if at_once else "pause requested; stopping at the next step with a checkpoint",
+    )
+    session.commit()
+    session.refresh(job)
+    return job
+
+
+def resume_job(session: Session, enqueue: Enqueue, *, tenant_id: str, job_id: str) -> Job:
+    """A paused job is queued again; its worker goes on from the checkpoint it stopped at."""
+    job = get_job(session, tenant_id=tenant_id, job_id=job_id)
+    resumed = session.execute(
+        Job.__table__.update().where(Job.id == job_id, Job.status == "paused").values(status="queued")
+    ).rowcount
+    if not resumed:
+        session.rollback()
+        session.refresh(job)
+        raise Conflict(f"job {job_id!r} is {job.status}; only a paused job can be resumed")
+    add_event(session, job_id, "resumed_requested", "queued again; it goes on from its checkpoint")
+    session.commit()
+    try:
+        enqueue(job_id)
+    except Exception as error:
+        session.execute(Job.__table__.update().where(Job.id == job_id, Job.status == "queued").values(status="paused"))
+        session.commit()
+        raise Unavailable(f"the job queue is unreachable ({type(error).__name__}); the job stays paused") from None
     session.refresh(job)
     return job

@@ -6,12 +6,17 @@ Imported by the worker only (it loads torch); the API never imports it.
 from __future__ import annotations
 
 import logging
+import threading
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import func, literal, update
+from sqlalchemy.exc import InterfaceError, OperationalError
 
-from app.adaptation import Cancelled, LabeledTexts, Progress, TaskData, adapt, load_classifier
+from app.adaptation import Cancelled, Checkpoints, LabeledTexts, Paused, Progress, TaskData, adapt, load_classifier
 from app.adaptation.adapt import AdaptationResult, Resources, save_result
 from app.adaptation.artifact import read_card
 from app.catalog import Catalog
@@ -26,10 +31,19 @@ log = logging.getLogger(__name__)
 
 
 class JobCallbacks:
-    """Engine callbacks that write to the job's row; the engine already throttles how often."""
+    """Engine callbacks that write to the job's row; the engine already throttles how often.
 
-    def __init__(self, database_url: str, job_id: str) -> None:
-        self.url, self.job_id = database_url, job_id
+    Every write is conditional on the row still being this attempt's (`status` running, `attempts`
+    unchanged): a worker that lost its job to the sweeper can no longer touch it, and stops. A
+    database that is briefly unreachable costs a progress update, never the job.
+    """
+
+    def __init__(self, database_url: str, job_id: str, attempt: int) -> None:
+        self.url, self.job_id, self.attempt = database_url, job_id, attempt
+        self.pause_requested = False
+
+    def _mine(self) -> Any:
+        return (Job.id == self.job_id, Job.status == "running", Job.attempts == self.attempt)
 
     def on_progress(self, progress: Progress) -> None:
         eta = None
@@ -48,31 +62,84 @@ class JobCallbacks:
             "elapsed_seconds": round(progress.elapsed_seconds, 2),
             "updated_at": utcnow().isoformat(),
         }
-        with session_scope(self.url) as session:
-            session.execute(update(Job).where(Job.id == self.job_id).values(progress=values, heartbeat_at=utcnow()))
+        with _tolerant("progress"), session_scope(self.url) as session:
+            session.execute(update(Job).where(*self._mine()).values(progress=values, heartbeat_at=utcnow()))
 
     def on_event(self, kind: str, message: str, data: dict[str, Any]) -> None:
-        with session_scope(self.url) as session:
+        with _tolerant(f"event {kind}"), session_scope(self.url) as session:
             add_event(session, self.job_id, kind, message, data)
 
     def should_stop(self) -> bool:
-        with session_scope(self.url) as session:
-            return bool(session.get(Job, self.job_id).cancel_requested)
+        """Cancelled, or no longer this attempt's job."""
+        with _tolerant("cancellation check"), session_scope(self.url) as session:
+            job = session.get(Job, self.job_id)
+            self.pause_requested = bool(job.pause_requested)
+            return bool(job.cancel_requested) or job.status != "running" or job.attempts != self.attempt
+        return False
+
+    def should_pause(self) -> bool:
+        return self.pause_requested  # read by should_stop, which the engine asks just before
 
 
-def claim(database_url: str, job_id: str) -> JobSpec | None:
+@contextmanager
+def _tolerant(what: str) -> Iterator[None]:
+    try:
+        yield
+    except (OperationalError, InterfaceError) as error:
+        log.warning("database unreachable, %s skipped: %s", what, error)
+
+
+class Heartbeat:
+    """Beats for a running job from a thread of its own, so that long steps without progress
+    (loading, feature caching, evaluation) do not look like a lost worker."""
+
+    def __init__(self, database_url: str, job_id: str, attempt: int, interval: float) -> None:
+        self.url, self.job_id, self.attempt, self.interval = database_url, job_id, attempt, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job_id}", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        mine = (Job.id == self.job_id, Job.status == "running", Job.attempts == self.attempt)
+        while not self._stop.wait(self.interval):
+            with _tolerant("heartbeat"), session_scope(self.url) as session:
+                session.execute(update(Job).where(*mine).values(heartbeat_at=utcnow()))
+
+
+@dataclass(frozen=True)
+class Claim:
+    spec: JobSpec
+    attempt: int
+
+
+def claim(database_url: str, job_id: str) -> Claim | None:
     """queued -> running, atomically: a second delivery of the same job finds nothing to claim."""
     with session_scope(database_url) as session:
         now = utcnow()
         claimed = session.execute(
             update(Job)
             .where(Job.id == job_id, Job.status == "queued")
-            .values(status="running", started_at=now, heartbeat_at=now, attempts=Job.attempts + 1)
+            .values(
+                status="running",
+                started_at=func.coalesce(Job.started_at, literal(now, Job.started_at.type)),
+                heartbeat_at=now,
+                attempts=Job.attempts + 1,
+                pause_requested=False,
+            )
         ).rowcount
         if not claimed:
             return None
-        add_event(session, job_id, "started", "a worker claimed the job")
-        return JobSpec.model_validate(session.get(Job, job_id).spec)
+        job = session.get(Job, job_id)
+        message = f"a worker claimed the job (attempt {job.attempts})"
+        add_event(session, job_id, "started", message, {"attempt": job.attempts})
+        return Claim(JobSpec.model_validate(job.spec), job.attempts)
 
 
 def load_resources(store: LocalArtifactStore, catalog: Catalog, spec: JobSpec) -> Resources:
@@ -108,32 +175,55 @@ def load_task_data(store: LocalArtifactStore, spec: JobSpec) -> TaskData:
 
 def run_job(settings: Settings, job_id: str) -> None:
     url = settings.resolved_database_url
-    spec = claim(url, job_id)
-    if spec is None:
+    claimed = claim(url, job_id)
+    if claimed is None:
         log.info("job %s is not queued; nothing to do", job_id)
         return
+    spec, attempt = claimed.spec, claimed.attempt
     store = LocalArtifactStore(settings.resolved_artifacts_dir)
-    try:
-        catalog = Catalog(settings)
-        result = adapt(
-            spec,
-            load_task_data(store, spec),
-            catalog.get(spec.base_model).path,
-            JobCallbacks(url, job_id),
-            settings.progress_interval_seconds,
-            load_resources(store, catalog, spec),
-        )
-        publish(url, store, job_id, spec, result)
-    except Cancelled as stop:
-        finish(url, job_id, "cancelled", None, f"cancelled: {stop}")
-    except Exception as error:
-        log.exception("job %s failed", job_id)
-        reason = f"{type(error).__name__}: {error}"
-        finish(url, job_id, "failed", reason, traceback.format_exc(limit=-8))
+    checkpoints = Checkpoints(store.checkpoint_dir(job_id), settings.checkpoint_every_steps)
+    ended = False
+    with Heartbeat(url, job_id, attempt, settings.heartbeat_interval_seconds):
+        try:
+            catalog = Catalog(settings)
+            result = adapt(
+                spec,
+                load_task_data(store, spec),
+                catalog.get(spec.base_model).path,
+                JobCallbacks(url, job_id, attempt),
+                settings.progress_interval_seconds,
+                load_resources(store, catalog, spec),
+                checkpoints,
+            )
+            ended = publish(url, store, job_id, attempt, spec, result)
+        except Paused as pause:
+            pause_job_run(url, job_id, attempt, str(pause))
+        except Cancelled as stop:
+            ended = finish(url, job_id, attempt, "cancelled", None, f"cancelled: {stop}")
+        except Exception as error:
+            log.exception("job %s failed", job_id)
+            reason = f"{type(error).__name__}: {error}"
+            ended = finish(url, job_id, attempt, "failed", reason, traceback.format_exc(limit=-8))
+    if ended:  # under this attempt's claim: nobody will resume it
+        checkpoints.clear()
 
 
-def publish(url: str, store: LocalArtifactStore, job_id: str, spec: JobSpec, result: AdaptationResult) -> None:
-    """Write the artifact, then record model and success in one transaction, unless cancelled meanwhile."""
+def pause_job_run(url: str, job_id: str, attempt: int, message: str) -> None:
+    with session_scope(url) as session:
+        paused = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status == "running", Job.attempts == attempt)
+            .values(status="paused", pause_requested=False)
+        ).rowcount
+        if paused:
+            add_event(session, job_id, "paused", f"{message}; a checkpoint holds the run until it is resumed")
+
+
+def publish(
+    url: str, store: LocalArtifactStore, job_id: str, attempt: int, spec: JobSpec, result: AdaptationResult
+) -> bool:
+    """Write the artifact, then record model and success in one transaction, unless the job was
+    cancelled (or taken from this attempt) meanwhile. True when the job ended under this attempt."""
     model_id = new_id("mdl")
     staging = store.staging_dir(model_id)
     size = save_result(result, spec, staging)
@@ -157,7 +247,12 @@ def publish(url: str, store: LocalArtifactStore, job_id: str, spec: JobSpec, res
         )
         done = session.execute(
             update(Job)
-            .where(Job.id == job_id, Job.status == "running", Job.cancel_requested.is_(False))
+            .where(
+                Job.id == job_id,
+                Job.status == "running",
+                Job.attempts == attempt,
+                Job.cancel_requested.is_(False),
+            )
             .values(
                 status="succeeded",
                 model_id=model_id,
@@ -173,12 +268,12 @@ def publish(url: str, store: LocalArtifactStore, job_id: str, spec: JobSpec, res
                 job_id,
                 "succeeded",
                 f"model {model_id} saved ({size} bytes)",
-                {"model_id": model_id, "accuracy": result.metrics["accuracy"]},
+                {"model_id": model_id, "accuracy": result.metrics.get("accuracy")},
             )
-            return
+            return True
         session.rollback()
     store.delete_model(model_id)
-    finish(url, job_id, "cancelled", None, "cancelled before the model was published")
+    return finish(url, job_id, attempt, "cancelled", None, "cancelled before the model was published")
 
 
 def _finished_progress(session: Any, job_id: str) -> dict[str, Any]:
@@ -187,11 +282,14 @@ def _finished_progress(session: Any, job_id: str) -> dict[str, Any]:
     return progress
 
 
-def finish(url: str, job_id: str, status: str, error: str | None, detail: str) -> None:
+def finish(url: str, job_id: str, attempt: int, status: str, error: str | None, detail: str) -> bool:
+    """End the job, if it is still this attempt's; True when it did."""
     with session_scope(url) as session:
-        session.execute(
+        ended = session.execute(
             update(Job)
-            .where(Job.id == job_id, Job.status == "running")
+            .where(Job.id == job_id, Job.status == "running", Job.attempts == attempt)
             .values(status=status, error=error, finished_at=utcnow())
-        )
-        add_event(session, job_id, status, error or detail, {"detail": detail} if error else None)
+        ).rowcount
+        if ended:
+            add_event(session, job_id, status, error or detail, {"detail": detail} if error else None)
+        return bool(ended)

@@ -20,6 +20,13 @@ class LocalArtifactStore:
     def model_dir(self, model_id: str) -> Path:
         return self.root / "models" / model_id
 
+    def checkpoint_dir(self, job_id: str) -> Path:
+        """A running job's checkpoints; removed when the job ends."""
+        return self.root / "checkpoints" / job_id
+
+    def delete_checkpoints(self, job_id: str) -> None:
+        shutil.rmtree(self.checkpoint_dir(job_id), ignore_errors=True)
+
     def write_dataset(self, dataset_id: str, rows: Iterable[dict[str, str]]) -> None:
         path = self.dataset_path(dataset_id)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -137,6 +137,18 @@ def test_without_validation_a_stratified_share_is_held_out(task, tiny_model_dir)
     assert result.metrics["examples"] == 30  # 10% of 300
 
 
+def test_validation_fraction_zero_trains_every_row_and_keeps_the_last_epoch(task, tiny_model_dir):
+    no_validation = spec(epochs=3)
+    no_validation.data.validation_fraction = 0
+    recorder = Recorder()
+    result = adapt(no_validation, TaskData(task.train, None, task.test), tiny_model_dir, recorder, progress_interval=60)
+    assert recorder.started == {"train_examples": 300, "validation_examples": 0}  # every row trains
+    assert result.metrics["validation_held_out_from_train"] is False
+    assert result.metrics["history"] == [] and "accuracy" not in result.metrics  # nothing was validated
+    assert result.metrics["best_epoch"] == 3 and "evaluated" not in recorder.events
+    assert result.metrics["test"]["accuracy"] >= 0.9
+
+
 class Recorder(SilentCallbacks):
     def __init__(self, stop_after: int | None = None) -> None:
         self.steps: list[int] = []
@@ -149,6 +161,8 @@ class Recorder(SilentCallbacks):
 
     def on_event(self, kind, message, data):
         self.events.append(kind)
+        if kind == "training_started":
+            self.started = {k: data[k] for k in ("train_examples", "validation_examples")}
 
     def should_stop(self):
         return self.stop_after is not None and len(self.steps) >= self.stop_after

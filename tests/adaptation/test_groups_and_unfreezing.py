@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from app.adaptation import SilentCallbacks
 from app.adaptation.groups import layer_groups
 from app.adaptation.strategies import STRATEGIES
 from app.adaptation.trainer import Trainer
@@ -70,6 +71,27 @@ def test_gradual_every_k_steps():
     ]
 
 
+def test_gradual_over_a_fraction_of_the_run_thaws_every_group_by_then():
+    schedule = UNFREEZING.get("gradual")
+    options = Gradual(thaw_fraction=0.6)  # 50 steps: 3 more groups over the first 30, one every 10
+    steps = (0, 9, 10, 19, 20, 29, 30, 49)
+    assert [schedule(at(1 + s // 10, s), 2, options) for s in steps] == [
+        {T},
+        {T},
+        {T, L2},
+        {T, L2},
+        {T, L2, L1},
+        {T, L2, L1},
+        {T, L2, L1, E},
+        {T, L2, L1, E},
+    ]
+
+
+def test_gradual_takes_one_pace_only():
+    with pytest.raises(ValueError, match="every_steps or thaw_fraction, not both"):
+        Gradual(every_steps=3, thaw_fraction=0.5)
+
+
 def test_chain_thaw_new_layers_then_each_group_alone_bottom_up_then_all():
     schedule = UNFREEZING.get("chain_thaw")
     total = 50  # five phases of ten steps
@@ -90,7 +112,7 @@ def test_sequential_new_then_all_but_embeddings_then_all():
     ]
 
 
-class StepWatcher:
+class StepWatcher(SilentCallbacks):
     """Callbacks called every step: records which groups' weights changed in each step."""
 
     def __init__(self, model, groups):
@@ -108,9 +130,6 @@ class StepWatcher:
 
     def on_event(self, kind, message, data):
         self.events.append((kind, data))
-
-    def should_stop(self):
-        return False
 
 
 @pytest.mark.parametrize(
@@ -148,7 +167,7 @@ def test_the_best_epoch_restores_groups_trained_only_before_it(tiny_model_dir):
     )
     model = classifier(tiny_model_dir, spec)
     STRATEGIES.get("all")(model)
-    trainer = Trainer(model, _tokenizer(tiny_model_dir), single(["negative", "positive"]), spec, _Silent(), 60)
+    trainer = Trainer(model, _tokenizer(tiny_model_dir), single(["negative", "positive"]), spec, SilentCallbacks(), 60)
     validation = sentiment(40, seed=4)
     outcome = trainer.fit(sentiment(64, seed=3), validation)
     again = trainer._evaluate(trainer._batches(validation, validation, outcome)[1], validation.labels)
@@ -159,13 +178,6 @@ def _tokenizer(path):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(path)
-
-
-class _Silent:
-    def on_progress(self, progress): ...
-    def on_event(self, kind, message, data): ...
-    def should_stop(self):
-        return False
 
 
 def test_trainable_params_count_what_the_schedule_thawed(tiny_model_dir):

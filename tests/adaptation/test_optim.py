@@ -38,18 +38,14 @@ def test_biases_and_layer_norms_get_no_weight_decay(tiny_model_dir):
 
 
 def test_schedule_multiplies_every_groups_own_rate(tiny_model_dir, tmp_path):
-    from app.adaptation import TaskData, adapt
+    from app.adaptation import SilentCallbacks, TaskData, adapt
     from tests.utils.data import sentiment
 
     events = []
 
-    class Watch:
-        def on_progress(self, progress): ...
+    class Watch(SilentCallbacks):
         def on_event(self, kind, message, data):
             events.append((kind, data))
-
-        def should_stop(self):
-            return False
 
     spec = job(
         optimization={"discriminative_decay": 2.0, "unfreezing": "gradual", "lr_schedule": "slanted_triangular"},

@@ -11,6 +11,8 @@ ROUTES = [
     ("get", "/v1/jobs/job_x"),
     ("get", "/v1/jobs/job_x/events"),
     ("post", "/v1/jobs/job_x/cancel"),
+    ("post", "/v1/jobs/job_x/pause"),
+    ("post", "/v1/jobs/job_x/resume"),
     ("get", "/v1/models"),
     ("get", "/v1/models/mdl_x"),
     ("delete", "/v1/models/mdl_x"),

@@ -95,6 +95,14 @@ def test_a_recipe_expands_and_the_spec_overrides_it(client, headers, train_id):
         ({"label_field": "topic"}, "no label column 'topic'; the columns are: text, label"),
         ({"text_field": "label", "label_field": "label"}, "text_field and label_field must name different"),
         ({"data": None}, "data: Input should be a valid dictionary"),
+        (
+            {"data": {"train": "TRAIN", "validation_fraction": 0}, "training": {"early_stopping_patience": 2}},
+            "training.early_stopping_patience needs validation data (data.validation_fraction is 0)",
+        ),
+        (
+            {"data": {"train": "TRAIN", "validation_fraction": -0.1}},
+            "data.validation_fraction: Input should be greater than or equal to 0",
+        ),
     ],
 )
 def test_bad_specs_are_422_name_the_field_and_create_nothing(client, headers, train_id, change, message):

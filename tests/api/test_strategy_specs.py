@@ -75,7 +75,7 @@ def test_conflicts_are_refused_by_name(client, headers, train_id, spec, message)
         (
             "ulmfit",
             lambda s: (
-                s["optimization"]["unfreezing"] == {"name": "gradual", "every_steps": None}
+                s["optimization"]["unfreezing"] == {"name": "gradual", "every_steps": None, "thaw_fraction": 0.25}
                 and s["optimization"]["discriminative_decay"] == 2.6
                 and s["optimization"]["lr_schedule"] == {"name": "slanted_triangular", "cut_frac": 0.1, "ratio": 32}
             ),

@@ -46,6 +46,8 @@ def service_env(settings: Settings) -> dict[str, str]:
             "THAW_QUEUE": settings.queue,
             "THAW_BASE_MODELS": json.dumps({k: str(v) for k, v in settings.base_models.items()}),
             "THAW_PROGRESS_INTERVAL_SECONDS": str(settings.progress_interval_seconds),
+            "THAW_CHECKPOINT_EVERY_STEPS": str(settings.checkpoint_every_steps),
+            "THAW_HEARTBEAT_INTERVAL_SECONDS": str(settings.heartbeat_interval_seconds),
         }
     )
     return env

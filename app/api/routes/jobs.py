@@ -11,7 +11,7 @@ from worker.celery_app import TRAIN_TASK
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
-Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+Status = Literal["queued", "running", "paused", "succeeded", "failed", "cancelled"]
 
 
 def _seconds(start: datetime | None, end: datetime | None) -> float | None:
@@ -39,6 +39,7 @@ def job_public(job: Job) -> JobPublic:
         timings=timings,
         attempts=job.attempts,
         cancel_requested=job.cancel_requested,
+        pause_requested=job.pause_requested,
         model_id=job.model_id,
         error=job.error,
         created_at=job.created_at,
@@ -57,12 +58,7 @@ def create_job(
     spec: Annotated[dict[str, Any], Body(description="A job spec; see JobSpec in the README.")],
 ) -> JobCreated:
     """Validate the spec (laid over its recipe), store it expanded, and queue the job."""
-    celery, queue = request.app.state.celery, request.app.state.settings.queue
-
-    def enqueue(job_id: str) -> None:
-        celery.send_task(TRAIN_TASK, args=[job_id], queue=queue)
-
-    job = service.create_job(session, store, catalog, enqueue, tenant_id=tenant.id, raw=spec)
+    job = service.create_job(session, store, catalog, _enqueue(request), tenant_id=tenant.id, raw=spec)
     return JobCreated(id=job.id, status=job.status)
 
 
@@ -92,6 +88,28 @@ def list_events(job_id: str, session: SessionDep, tenant: TenantDep) -> JobEvent
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic)
-def cancel_job(job_id: str, session: SessionDep, tenant: TenantDep) -> JobPublic:
-    """A queued job ends `cancelled` at once; a running one stops within seconds."""
-    return job_public(service.cancel_job(session, tenant_id=tenant.id, job_id=job_id))
+def cancel_job(job_id: str, session: SessionDep, store: StoreDep, tenant: TenantDep) -> JobPublic:
+    """A queued or paused job ends `cancelled` at once; a running one stops within seconds. A
+    cancelled job never produces a model."""
+    return job_public(service.cancel_job(session, store, tenant_id=tenant.id, job_id=job_id))
+
+
+@router.post("/{job_id}/pause", response_model=JobPublic)
+def pause_job(job_id: str, session: SessionDep, tenant: TenantDep) -> JobPublic:
+    """A running job stops at its next step, writes a checkpoint and frees its worker (`paused`)."""
+    return job_public(service.pause_job(session, tenant_id=tenant.id, job_id=job_id))
+
+
+@router.post("/{job_id}/resume", response_model=JobPublic)
+def resume_job(job_id: str, request: Request, session: SessionDep, tenant: TenantDep) -> JobPublic:
+    """A paused job is queued again and goes on from its checkpoint."""
+    return job_public(service.resume_job(session, _enqueue(request), tenant_id=tenant.id, job_id=job_id))
+
+
+def _enqueue(request: Request) -> service.Enqueue:
+    celery, queue = request.app.state.celery, request.app.state.settings.queue
+
+    def enqueue(job_id: str) -> None:
+        celery.send_task(TRAIN_TASK, args=[job_id], queue=queue)
+
+    return enqueue

@@ -1,0 +1,154 @@
+"""Checkpoints of a training run: enough to go on after the process dies as if it never had.
+
+A checkpoint holds the model's weights, AdamW's moments, the lr schedule's position, every random
+state that matters (data order and dropout), where in its epoch the run stood, and the best epoch
+so far (its metrics and weights, for early stopping and for restoring it at the end).
+
+Only safetensors and JSON are written and read: nothing unpickled is ever loaded. Each checkpoint
+is a folder of its own; the `LATEST` file, replaced atomically after the folder is complete, names
+the one to resume from, so a crash while writing leaves the previous checkpoint whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+LATEST = "LATEST"
+
+
+@dataclass
+class TrainingState:
+    epoch: int  # the epoch to go on with (1-based)
+    batches_done: int  # batches of that epoch already trained
+    epoch_rng_state: tuple  # the data-order Random's state when that epoch began
+    torch_rng_state: torch.Tensor  # dropout
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any]
+    best_state: dict[str, torch.Tensor]
+    bookkeeping: dict[str, Any] = field(default_factory=dict)  # outcome, phase, touched, elapsed
+    cuda_rng_state: torch.Tensor | None = None
+
+
+class Checkpoints:
+    """Checkpoints of one run in `directory`, written every `every_steps` optimizer steps and at
+    every epoch's end."""
+
+    def __init__(self, directory: Path, every_steps: int) -> None:
+        if every_steps < 1:
+            raise ValueError("every_steps must be at least 1")
+        self.directory, self.every_steps = directory, every_steps
+
+    def save(self, state: TrainingState, step: int) -> Path:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        name = f"step-{step:09d}"
+        target = self.directory / name
+        partial = self.directory / f".{name}.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir()
+        tensors, document = _flatten(state)
+        save_file(tensors, partial / "tensors.safetensors")
+        (partial / "state.json").write_text(json.dumps(document))
+        _fsync_dir(partial)
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(partial, target)
+        pointer = self.directory / f".{LATEST}.partial"
+        pointer.write_text(name)
+        os.replace(pointer, self.directory / LATEST)
+        _fsync_dir(self.directory)
+        for old in self.directory.iterdir():  # earlier checkpoints, and leftovers of a crash
+            if old.name in (name, LATEST):
+                continue
+            if old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.unlink(missing_ok=True)
+        return target
+
+    def load(self) -> TrainingState | None:
+        pointer = self.directory / LATEST
+        if not pointer.exists():
+            return None
+        folder = self.directory / pointer.read_text().strip()
+        document = json.loads((folder / "state.json").read_text())
+        return _unflatten(load_file(folder / "tensors.safetensors"), document)
+
+    def clear(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    for child in path.iterdir():
+        if child.is_file():
+            with child.open("rb") as handle:
+                os.fsync(handle.fileno())
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+# ---- safetensors for tensors, JSON for everything else ---------------------------------------------
+
+
+def _flatten(state: TrainingState) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors: dict[str, torch.Tensor] = {}
+    for prefix, weights in (("model", state.model), ("best", state.best_state)):
+        for key, value in weights.items():
+            tensors[f"{prefix}/{key}"] = value.detach().cpu().contiguous().clone()
+    moments: dict[str, dict[str, Any]] = {}
+    for index, slots in state.optimizer["state"].items():
+        moments[str(index)] = {}
+        for slot, value in slots.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer/{index}/{slot}"] = value.detach().cpu().contiguous().clone()
+            else:
+                moments[str(index)][slot] = value
+    tensors["rng/torch"] = state.torch_rng_state
+    if state.cuda_rng_state is not None:
+        tensors["rng/cuda"] = state.cuda_rng_state
+    version, internal, gauss = state.epoch_rng_state
+    document = {
+        "epoch": state.epoch,
+        "batches_done": state.batches_done,
+        "epoch_rng_state": [version, list(internal), gauss],
+        "optimizer_param_groups": state.optimizer["param_groups"],
+        "optimizer_scalars": moments,
+        "scheduler": state.scheduler,
+        "bookkeeping": state.bookkeeping,
+    }
+    return tensors, document
+
+
+def _unflatten(tensors: dict[str, torch.Tensor], document: dict[str, Any]) -> TrainingState:
+    def under(prefix: str) -> dict[str, torch.Tensor]:
+        return {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + "/")}
+
+    optimizer_state: dict[int, dict[str, Any]] = {
+        int(index): dict(scalars) for index, scalars in document["optimizer_scalars"].items()
+    }
+    for key, value in under("optimizer").items():
+        index, slot = key.split("/", 1)
+        optimizer_state.setdefault(int(index), {})[slot] = value
+    version, internal, gauss = document["epoch_rng_state"]
+    return TrainingState(
+        epoch=document["epoch"],
+        batches_done=document["batches_done"],
+        epoch_rng_state=(version, tuple(internal), gauss),
+        torch_rng_state=tensors["rng/torch"],
+        cuda_rng_state=tensors.get("rng/cuda"),
+        model=under("model"),
+        optimizer={"state": optimizer_state, "param_groups": document["optimizer_param_groups"]},
+        scheduler=document["scheduler"],
+        best_state=under("best"),
+        bookkeeping=document["bookkeeping"],
+    )

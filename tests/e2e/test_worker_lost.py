@@ -1,0 +1,134 @@
+"""Faults with real processes: a worker killed with SIGKILL mid-training, and a pause that frees the
+worker. The job goes on from its checkpoint and ends where an unbroken run ends, with one model."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.api.main import create_app
+from app.storage.artifacts import LocalArtifactStore
+from tests.conftest import build_settings, fresh_database
+from tests.e2e.conftest import Service
+from tests.utils.data import as_csv, sentiment
+from tests.utils.services import WorkerProcess, auth, new_key
+
+pytestmark = pytest.mark.slow
+
+SPEC = {"base_model": "tiny-bert", "training": {"epochs": 5, "batch_size": 8, "learning_rate": 1e-3}}
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def service(request, tmp_path_factory, tiny_model_dir: Path) -> Iterator[Service]:
+    root = tmp_path_factory.mktemp(f"faults-{request.param}")
+    models = {"tiny-bert": tiny_model_dir}
+    if request.param == "sqlite":
+        yield from _run(build_settings(root / "var", models))
+    else:
+        with fresh_database(request.getfixturevalue("postgres_server")) as url:
+            yield from _run(build_settings(root / "var", models, url, request.getfixturevalue("redis_server")))
+
+
+def _run(settings) -> Iterator[Service]:
+    # Beat and sweep fast, checkpoint often, so that a lost worker is noticed in seconds.
+    settings = settings.model_copy(
+        update={
+            "checkpoint_every_steps": 10,
+            "heartbeat_interval_seconds": 0.5,
+            "heartbeat_timeout_seconds": 4.0,
+            "sweep_interval_seconds": 0.5,
+        }
+    )
+    worker = WorkerProcess(settings)
+    try:
+        worker.wait_ready()
+        with TestClient(create_app(settings)) as client:
+            yield Service(settings, client, auth(new_key(settings)), worker)
+    finally:
+        worker.stop()
+
+
+def submit(service: Service, epochs: int = 5) -> str:
+    train = service.client.post(
+        "/v1/datasets", headers=service.headers, files={"file": ("t.csv", as_csv(sentiment(200, seed=3)))}
+    ).json()["id"]
+    spec = {**SPEC, "data": {"train": train}, "training": {**SPEC["training"], "epochs": epochs}}
+    response = service.client.post("/v1/jobs", headers=service.headers, json=spec)
+    assert response.status_code == 202, response.text
+    return response.json()["id"]
+
+
+def wait_for_step(service: Service, job_id: str, step: int, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = service.client.get(f"/v1/jobs/{job_id}", headers=service.headers).json()
+        if job["status"] == "running" and (job["progress"] or {}).get("step", 0) >= step:
+            return job
+        assert job["status"] in {"queued", "running"}, job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not reach step {step}")
+
+
+def events(service: Service, job_id: str) -> list[dict]:
+    return service.client.get(f"/v1/jobs/{job_id}/events", headers=service.headers).json()["items"]
+
+
+def models_of(service: Service, job_id: str) -> list[str]:
+    items = service.client.get("/v1/models?limit=200", headers=service.headers).json()["items"]
+    return [m["id"] for m in items if m["job_id"] == job_id]
+
+
+@pytest.fixture(scope="module")
+def unbroken(service: Service) -> dict:
+    job = service.wait(submit(service))
+    assert job["status"] == "succeeded", job["error"]
+    return job
+
+
+def test_a_worker_killed_mid_training_is_replaced_and_the_job_goes_on_from_its_checkpoint(service, unbroken):
+    job_id = submit(service)
+    wait_for_step(service, job_id, 25)  # past the checkpoints at steps 10 and 20 (of 5 x 23)
+    os.killpg(service.worker.process.pid, signal.SIGKILL)  # the whole worker, as when a node dies
+    service.worker.process.wait()
+    service.worker = WorkerProcess(service.settings)
+    service.worker.wait_ready()
+    job = service.wait(job_id, timeout=180)
+    assert job["status"] == "succeeded", job["error"]
+    assert job["attempts"] == 2
+    history = events(service, job_id)
+    kinds = [e["kind"] for e in history]
+    assert kinds.count("requeued") == 1 and kinds.count("resumed") == 1 and kinds[-1] == "succeeded"
+    resumed = next(e for e in history if e["kind"] == "resumed")["data"]
+    # A checkpoint every 10 steps and at each epoch's end (23 steps), the last at or after step 20.
+    assert resumed["step"] >= 20 and (resumed["step"] % 10 == 0 or resumed["step"] % 23 == 0)
+    assert job["metrics"]["resumed_from_step"] == resumed["step"]
+    # The same result as the unbroken run of the same spec: every epoch's validation metrics.
+    assert job["metrics"]["history"] == unbroken["metrics"]["history"]
+    assert models_of(service, job_id) == [job["model_id"]]
+    assert not LocalArtifactStore(service.settings.resolved_artifacts_dir).checkpoint_dir(job_id).exists()
+
+
+def test_pause_frees_the_worker_and_resume_goes_on_from_the_pause(service, unbroken):
+    job_id = submit(service)
+    wait_for_step(service, job_id, 15)
+    assert service.client.post(f"/v1/jobs/{job_id}/pause", headers=service.headers).status_code == 200
+    paused = service.wait(job_id, until={"paused", "succeeded"}, timeout=60)
+    assert paused["status"] == "paused" and paused["model_id"] is None
+    stopped_at = paused["progress"]["step"]
+    checkpoint = LocalArtifactStore(service.settings.resolved_artifacts_dir).checkpoint_dir(job_id)
+    assert (checkpoint / "LATEST").exists()
+    # The worker is free: another job runs to the end while this one is paused.
+    other = service.wait(submit(service, epochs=1))
+    assert other["status"] == "succeeded"
+    assert service.client.post(f"/v1/jobs/{job_id}/resume", headers=service.headers).status_code == 200
+    job = service.wait(job_id, timeout=180)
+    assert job["status"] == "succeeded", job["error"]
+    assert job["attempts"] == 2 and job["metrics"]["resumed_from_step"] >= stopped_at
+    assert job["metrics"]["history"] == unbroken["metrics"]["history"]
+    assert models_of(service, job_id) == [job["model_id"]] and not checkpoint.exists()
