@@ -31,6 +31,19 @@ def keys_create(tenant: str = typer.Option(..., help="Tenant name; created if ne
     typer.echo(key)
 
 
+@keys.command("revoke")
+def keys_revoke(key: str = typer.Argument(..., help="The key to revoke, as `keys create` printed it.")) -> None:
+    """Revoke KEY: every request with it is refused from now on."""
+    from app.db.session import session_scope
+    from app.services.keys import revoke_key
+
+    with session_scope(get_settings().resolved_database_url) as session:
+        if not revoke_key(session, key=key.strip()):
+            typer.echo("no such key, or it is revoked already", err=True)
+            raise typer.Exit(1)
+    typer.echo("revoked")
+
+
 @cli.command()
 def migrate() -> None:
     """Bring the database schema to the latest migration (Alembic)."""

@@ -31,6 +31,19 @@ def test_keys_create_prints_only_a_working_key(settings):
     assert second != lines[0]
 
 
+def test_a_revoked_key_is_refused_at_once(settings):
+    key = thaw(settings, "keys", "create", "--tenant", "initech").stdout.strip()
+    other = thaw(settings, "keys", "create", "--tenant", "initech").stdout.strip()
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/v1/datasets", headers=auth(key)).status_code == 200
+        revoked = thaw(settings, "keys", "revoke", key)
+        assert revoked.returncode == 0 and revoked.stdout.strip() == "revoked"
+        assert client.get("/v1/datasets", headers=auth(key)).status_code == 401
+        assert client.get("/v1/datasets", headers=auth(other)).status_code == 200  # the tenant's other key lives
+    again = thaw(settings, "keys", "revoke", key)
+    assert again.returncode == 1 and "no such key" in again.stderr
+
+
 def test_keys_create_requires_a_tenant(settings):
     result = thaw(settings, "keys", "create")
     assert result.returncode != 0 and "--tenant" in result.stderr

@@ -5,10 +5,10 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app.db.models import ApiKey, Tenant
+from app.db.models import ApiKey, Tenant, utcnow
 
 KEY_PREFIX = "thaw_"
 
@@ -33,3 +33,11 @@ def tenant_for_key(session: Session, *, key: str) -> Tenant | None:
     # The lookup is by hash, so response time says nothing about how close a guess was.
     api_key = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None)))
     return session.get(Tenant, api_key.tenant_id) if api_key else None
+
+
+def revoke_key(session: Session, *, key: str) -> bool:
+    """Revoke a key at once (its next request is a 401); False when no live key matches."""
+    revoked = session.execute(
+        update(ApiKey).where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None)).values(revoked_at=utcnow())
+    ).rowcount
+    return bool(revoked)
