@@ -226,8 +226,8 @@ def publish(
     cancelled (or taken from this attempt) meanwhile. True when the job ended under this attempt."""
     model_id = new_id("mdl")
     staging = store.staging_dir(model_id)
-    size = save_result(result, spec, staging)
-    store.publish_model(model_id)
+    save_result(result, spec, staging)
+    size = store.publish_model(model_id)
     with session_scope(url) as session:
         session.add(
             Model(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +20,17 @@ class ModelCache:
         self._models: OrderedDict[str, LoadedClassifier] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, model_id: str, directory: Path, base_model_path: Path) -> LoadedClassifier:
-        """The loaded model; one that stores only its own weights is loaded over its base model."""
+    def get(
+        self, model_id: str, directory: Path, base_model_path: Path, verify: Callable[[], None] | None = None
+    ) -> LoadedClassifier:
+        """The loaded model; one that stores only its own weights is loaded over its base model.
+        `verify` runs before a model is loaded (its checksums), and raises to refuse it."""
         with self._lock:
             if model_id in self._models:
                 self._models.move_to_end(model_id)
                 return self._models[model_id]
+            if verify is not None:
+                verify()
             loaded = load_classifier(directory, base_model_path)
             self._models[model_id] = loaded
             while len(self._models) > self.capacity:

@@ -103,6 +103,27 @@ def test_bad_predict_requests(service, finished):
     assert service.client.post(url, headers=other, json={"inputs": ["a"]}).status_code == 404
 
 
+def test_a_corrupt_model_is_reported_not_served(service, finished):
+    model_id = finished["model_id"]
+    weights = service.settings.resolved_artifacts_dir / "models" / model_id / "model.safetensors"
+    original = weights.read_bytes()
+    service.client.app.state.model_cache.evict(model_id)  # so that the next predict loads from disk
+    weights.write_bytes(original[:-8] + bytes(8))  # the last weights zeroed: still loadable, but wrong
+    try:
+        response = service.client.post(
+            f"/v1/models/{model_id}/predict", headers=service.headers, json={"inputs": ["good film"]}
+        )
+        assert response.status_code == 500
+        assert response.json()["detail"] == (
+            f"corrupt artifact: model {model_id!r}: model.safetensors does not match its checksum; "
+            "it will not be served"
+        )
+    finally:
+        weights.write_bytes(original)
+    response = service.client.post(f"/v1/models/{model_id}/predict", headers=service.headers, json={"inputs": ["a"]})
+    assert response.status_code == 200
+
+
 def auth_for(service: Service, tenant: str) -> dict[str, str]:
     from tests.utils.services import auth, new_key
 

@@ -61,5 +61,6 @@ def predict(
     session.close()  # release the connection before the forward pass
     from app.serving.predictor import predict as run_predict  # torch loads on first use
 
-    loaded = cache.get(model.id, store.model_dir(model.id), catalog.get(model.base_model).path)
+    directory, base = store.model_dir(model.id), catalog.get(model.base_model).path
+    loaded = cache.get(model.id, directory, base, verify=lambda: store.verify_model(model.id))
     return PredictResponse(predictions=run_predict(loaded, body.inputs))
