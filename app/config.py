@@ -28,6 +28,12 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(100 * 1024 * 1024, description="Largest dataset upload accepted.")
     model_cache_size: int = Field(4, description="How many trained models serving keeps loaded.")
     max_predict_inputs: int = Field(256, description="Most texts one predict request may carry.")
+    predict_requests_per_minute: int = Field(
+        1200, ge=0, description="Predict requests one API key may make per minute (per API replica); 0: no limit."
+    )
+    job_submissions_per_minute: int = Field(
+        30, ge=0, description="Jobs one API key may submit per minute (per API replica); 0: no limit."
+    )
     progress_interval_seconds: float = Field(
         1.0, description="How often a running job writes progress and checks for cancellation."
     )

@@ -6,16 +6,25 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
-from app.services.errors import Conflict, InvalidInput, NotFound, ServiceError, TooLarge, Unavailable
+from app.services.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    RateLimited,
+    ServiceError,
+    TooLarge,
+    Unavailable,
+)
 from app.storage.artifacts import CorruptArtifact
 
-STATUS = {NotFound: 404, Conflict: 409, InvalidInput: 422, TooLarge: 413, Unavailable: 503}
+STATUS = {NotFound: 404, Conflict: 409, InvalidInput: 422, TooLarge: 413, RateLimited: 429, Unavailable: 503}
 
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def service_error(_request: Request, error: ServiceError) -> JSONResponse:
-        return JSONResponse({"detail": error.message}, status_code=STATUS.get(type(error), 400))
+        headers = {"Retry-After": str(error.retry_after)} if isinstance(error, RateLimited) else None
+        return JSONResponse({"detail": error.message}, status_code=STATUS.get(type(error), 400), headers=headers)
 
     @app.exception_handler(CorruptArtifact)
     async def corrupt(_request: Request, error: CorruptArtifact) -> JSONResponse:

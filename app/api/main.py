@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.api.errors import install_error_handlers
+from app.api.rate_limits import build_rate_limits
 from app.api.routes import base_models, datasets, health, jobs, models
 from app.catalog import Catalog
 from app.config import Settings, get_settings
@@ -28,6 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.catalog = Catalog(settings)
     app.state.celery = make_celery(settings)
     app.state.model_cache = None
+    app.state.rate_limits = build_rate_limits(settings.predict_requests_per_minute, settings.job_submissions_per_minute)
     install_error_handlers(app)
     for module in (health, base_models, datasets, jobs, models):
         app.include_router(module.router)

@@ -27,3 +27,9 @@ class TooLarge(ServiceError):
 
 class Unavailable(ServiceError):
     pass
+
+
+class RateLimited(ServiceError):
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -4,6 +4,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Query, Request
 
 from app.api.deps import CatalogDep, SessionDep, StoreDep, TenantDep
+from app.api.rate_limits import JobsLimit
 from app.db.models import Job, utcnow
 from app.schemas.resources import JobCreated, JobEventPublic, JobEventsPublic, JobPublic, JobsPublic, Timings
 from app.services import jobs as service
@@ -48,7 +49,7 @@ def job_public(job: Job) -> JobPublic:
     )
 
 
-@router.post("", status_code=202, response_model=JobCreated)
+@router.post("", status_code=202, response_model=JobCreated, dependencies=[JobsLimit])
 def create_job(
     request: Request,
     session: SessionDep,

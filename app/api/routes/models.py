@@ -3,6 +3,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 
 from app.api.deps import CatalogDep, SessionDep, SettingsDep, StoreDep, TenantDep, get_model_cache
+from app.api.rate_limits import PredictLimit
 from app.schemas.resources import ModelPublic, ModelsPublic, PredictRequest, PredictResponse
 from app.services import models as service
 from app.services.errors import InvalidInput
@@ -39,7 +40,7 @@ def delete_model(
     cache.evict(model_id)
 
 
-@router.post("/{model_id}/predict", response_model=PredictResponse)
+@router.post("/{model_id}/predict", response_model=PredictResponse, dependencies=[PredictLimit])
 def predict(
     model_id: str,
     body: PredictRequest,
