@@ -10,8 +10,9 @@ pytestmark = pytest.mark.slow
 TEST_SET = sentiment(60, seed=9)
 
 
-def upload(service: Service, name: str, content: bytes) -> str:
-    response = service.client.post("/v1/datasets", headers=service.headers, files={"file": (name, content)})
+def upload(service: Service, name: str, content: bytes, headers: dict[str, str] | None = None) -> str:
+    headers = headers or service.headers
+    response = service.client.post("/v1/datasets", headers=headers, files={"file": (name, content)})
     assert response.status_code == 201, response.text
     return response.json()["id"]
 
@@ -122,6 +123,40 @@ def test_a_corrupt_model_is_reported_not_served(service, finished):
         weights.write_bytes(original)
     response = service.client.post(f"/v1/models/{model_id}/predict", headers=service.headers, json={"inputs": ["a"]})
     assert response.status_code == 200
+
+
+def test_another_tenant_finds_nothing_on_any_route(service, finished):
+    """Walks every /v1 route of the OpenAPI schema with a second tenant's key, on the first tenant's
+    real dataset, job and model."""
+    owner, intruder = service.headers, auth_for(service, "intruder-walk")
+    train = finished["spec"]["data"]["train"]
+    ids = {"dataset_id": train, "job_id": finished["id"], "model_id": finished["model_id"]}
+    walked = 0
+    for path, item in service.client.get("/openapi.json").json()["paths"].items():
+        if not path.startswith("/v1"):
+            continue
+        for method in item:
+            body = {"inputs": ["good"]} if path.endswith("/predict") else None
+            response = service.client.request(method, path.format(**ids), headers=intruder, json=body)
+            if "{" in path:
+                assert response.status_code == 404, (method, path, response.text)
+            elif method == "get":
+                assert response.status_code == 200 and not set(ids.values()) & set(response.text.split('"'))
+            walked += 1
+    assert walked >= 16
+    # Nor can the owner's objects be used as job input, EWC data or a distillation source.
+    for spec in (
+        {"base_model": "tiny-bert", "data": {"train": train}},
+        {
+            "base_model": "tiny-bert",
+            "data": {"train": upload(service, "mine.csv", as_csv(sentiment(20)), intruder)},
+            "optimization": {"regularizers": [{"name": "source_distillation", "source_model": finished["model_id"]}]},
+        },
+    ):
+        stolen = service.client.post("/v1/jobs", headers=intruder, json=spec)
+        assert stolen.status_code == 422 and "not found" in stolen.json()["detail"]
+    for path in (f"/v1/datasets/{train}", f"/v1/jobs/{finished['id']}", f"/v1/models/{finished['model_id']}"):
+        assert service.client.get(path, headers=owner).status_code == 200  # the intruder's deletes did nothing
 
 
 def auth_for(service: Service, tenant: str) -> dict[str, str]:
