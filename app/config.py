@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(100 * 1024 * 1024, description="Largest dataset upload accepted.")
     model_cache_size: int = Field(4, description="How many trained models serving keeps loaded.")
     max_predict_inputs: int = Field(256, description="Most texts one predict request may carry.")
+    max_text_chars: int = Field(
+        20_000, ge=1, description="Longest text a predict request may carry (models read max_length tokens anyway)."
+    )
     predict_requests_per_minute: int = Field(
         1200, ge=0, description="Predict requests one API key may make per minute (per API replica); 0: no limit."
     )

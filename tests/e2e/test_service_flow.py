@@ -100,6 +100,9 @@ def test_bad_predict_requests(service, finished):
     assert service.client.post(url, headers=service.headers, json={"texts": ["a"]}).status_code == 422
     too_many = service.client.post(url, headers=service.headers, json={"inputs": ["a"] * 257})
     assert too_many.status_code == 422 and "at most 256 texts" in too_many.json()["detail"]
+    too_long = service.client.post(url, headers=service.headers, json={"inputs": ["ok", "x" * 20_001]})
+    assert too_long.status_code == 422
+    assert too_long.json()["detail"] == "inputs.1: 20001 characters is over the limit of 20000 per text"
     other = auth_for(service, "intruder")
     assert service.client.post(url, headers=other, json={"inputs": ["a"]}).status_code == 404
 

@@ -54,6 +54,12 @@ def predict(
     """Labels and class probabilities for each input text, in order."""
     if len(body.inputs) > settings.max_predict_inputs:
         raise InvalidInput(f"inputs: at most {settings.max_predict_inputs} texts per request, got {len(body.inputs)}")
+    for index, text in enumerate(body.inputs):
+        length = len(text) if isinstance(text, str) else sum(map(len, text))
+        if length > settings.max_text_chars:
+            raise InvalidInput(
+                f"inputs.{index}: {length} characters is over the limit of {settings.max_text_chars} per text"
+            )
     model = service.get_model(session, tenant_id=tenant.id, model_id=model_id)
     pairs = bool(model.spec.get("text_fields"))
     if any(isinstance(text, tuple) != pairs for text in body.inputs):
