@@ -1,14 +1,18 @@
-"""Faults with real processes: a worker killed with SIGKILL mid-training, and a pause that frees the
-worker. The job goes on from its checkpoint and ends where an unbroken run ends, with one model."""
+"""Faults with real processes: a worker killed with SIGKILL mid-training, a pause that frees the
+worker, an API process killed and restarted. The job goes on from its checkpoint and ends where an
+unbroken run ends, with one model."""
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -132,3 +136,52 @@ def test_pause_frees_the_worker_and_resume_goes_on_from_the_pause(service, unbro
     assert job["attempts"] == 2 and job["metrics"]["resumed_from_step"] >= stopped_at
     assert job["metrics"]["history"] == unbroken["metrics"]["history"]
     assert models_of(service, job_id) == [job["model_id"]] and not checkpoint.exists()
+
+
+def test_an_api_killed_and_restarted_loses_nothing(service, tmp_path):
+    """A real API process (`thaw serve`) killed with SIGKILL while its job trains: the job goes on in
+    the worker, and the restarted API serves its state and its model."""
+    from tests.e2e.test_run_supervisor import free_port, wait_for
+    from tests.utils.services import ROOT, service_env
+
+    port = free_port()
+    env = {**service_env(service.settings), "THAW_PORT": str(port)}
+    url = f"http://127.0.0.1:{port}"
+
+    def start() -> subprocess.Popen:
+        command = [sys.executable, "-m", "app.cli", "serve"]
+        api = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: _healthy(url))
+        return api
+
+    api = start()
+    try:
+        train = httpx.post(
+            f"{url}/v1/datasets", headers=service.headers, files={"file": ("t.csv", as_csv(sentiment(200, seed=3)))}
+        ).json()["id"]
+        spec = {**SPEC, "data": {"train": train}}
+        job_id = httpx.post(f"{url}/v1/jobs", headers=service.headers, json=spec).json()["id"]
+        wait_for_step(service, job_id, 5)
+        api.kill()
+        api.wait()
+        api = start()
+
+        def ended() -> dict | None:
+            job = httpx.get(f"{url}/v1/jobs/{job_id}", headers=service.headers).json()
+            return job if job["status"] in ("succeeded", "failed") else None
+
+        job = wait_for(ended, timeout=180)
+        assert job["status"] == "succeeded" and job["attempts"] == 1
+        body = {"inputs": ["good"]}
+        predicted = httpx.post(f"{url}/v1/models/{job['model_id']}/predict", headers=service.headers, json=body)
+        assert predicted.status_code == 200
+    finally:
+        api.kill()
+        api.wait()
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
