@@ -58,7 +58,7 @@ def list_datasets(
     session: SessionDep,
     tenant: TenantDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> DatasetsPublic:
     items, total = service.list_datasets(session, tenant_id=tenant.id, limit=limit, offset=offset)
     return DatasetsPublic(items=items, total=total, limit=limit, offset=offset)

@@ -68,7 +68,7 @@ def list_jobs(
     session: SessionDep,
     tenant: TenantDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
     status: Status | None = None,
 ) -> JobsPublic:
     """Newest first."""

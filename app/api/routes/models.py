@@ -16,7 +16,7 @@ def list_models(
     session: SessionDep,
     tenant: TenantDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> ModelsPublic:
     items, total = service.list_models(session, tenant_id=tenant.id, limit=limit, offset=offset)
     return ModelsPublic(items=items, total=total, limit=limit, offset=offset)
