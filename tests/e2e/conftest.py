@@ -52,14 +52,22 @@ def service(
 ) -> Iterator[Service]:
     root = tmp_path_factory.mktemp(f"service-{request.param}")
     models = {"tiny-bert": tiny_model_dir, "broken": broken_model(root / "broken")}
+    yield from backend_service(request, root, models)
+
+
+def backend_service(request: pytest.FixtureRequest, root: Path, models: dict, **overrides) -> Iterator[Service]:
+    """The service on the backend that `request.param` names (sqlite: SQLite + embedded broker;
+    postgresql: a fresh PostgreSQL database + Redis), with `overrides` of its settings."""
     if request.param == "sqlite":
-        yield from _run(build_settings(root / "var", models))
+        yield from run_service(build_settings(root / "var", models).model_copy(update=overrides))
     else:
         with fresh_database(request.getfixturevalue("postgres_server")) as url:
-            yield from _run(build_settings(root / "var", models, url, request.getfixturevalue("redis_server")))
+            redis_url = request.getfixturevalue("redis_server")
+            yield from run_service(build_settings(root / "var", models, url, redis_url).model_copy(update=overrides))
 
 
-def _run(settings: Settings) -> Iterator[Service]:
+def run_service(settings: Settings) -> Iterator[Service]:
+    """A real worker process and an in-process API (its lifespan, so its sweeper, running)."""
     worker = WorkerProcess(settings)
     try:
         worker.wait_ready()

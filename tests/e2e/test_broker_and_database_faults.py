@@ -12,14 +12,11 @@ from pathlib import Path
 
 import pytest
 import redis
-from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
-from app.api.main import create_app
 from tests.conftest import build_settings, fresh_database
-from tests.e2e.conftest import Service
+from tests.e2e.conftest import Service, run_service
 from tests.utils.data import as_csv, sentiment
-from tests.utils.services import WorkerProcess, auth, new_key
 
 pytestmark = pytest.mark.slow
 
@@ -70,14 +67,7 @@ def private_redis(tmp_path_factory) -> Iterator[PrivateRedis]:
 def service(tmp_path_factory, tiny_model_dir: Path, postgres_server: str, private_redis) -> Iterator[Service]:
     root = tmp_path_factory.mktemp("server-faults")
     with fresh_database(postgres_server) as url:
-        settings = build_settings(root / "var", {"tiny-bert": tiny_model_dir}, url, private_redis.url)
-        worker = WorkerProcess(settings)
-        try:
-            worker.wait_ready()
-            with TestClient(create_app(settings)) as client:
-                yield Service(settings, client, auth(new_key(settings)), worker)
-        finally:
-            worker.stop()
+        yield from run_service(build_settings(root / "var", {"tiny-bert": tiny_model_dir}, url, private_redis.url))
 
 
 def submit(service: Service, seed: int) -> str:

@@ -14,14 +14,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fastapi.testclient import TestClient
 
-from app.api.main import create_app
 from app.storage.artifacts import LocalArtifactStore
-from tests.conftest import build_settings, fresh_database
-from tests.e2e.conftest import Service
+from tests.e2e.conftest import Service, backend_service
 from tests.utils.data import as_csv, sentiment
-from tests.utils.services import WorkerProcess, auth, new_key
+from tests.utils.services import WorkerProcess
 
 pytestmark = pytest.mark.slow
 
@@ -30,32 +27,16 @@ SPEC = {"base_model": "tiny-bert", "training": {"epochs": 5, "batch_size": 8, "l
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def service(request, tmp_path_factory, tiny_model_dir: Path) -> Iterator[Service]:
-    root = tmp_path_factory.mktemp(f"faults-{request.param}")
-    models = {"tiny-bert": tiny_model_dir}
-    if request.param == "sqlite":
-        yield from _run(build_settings(root / "var", models))
-    else:
-        with fresh_database(request.getfixturevalue("postgres_server")) as url:
-            yield from _run(build_settings(root / "var", models, url, request.getfixturevalue("redis_server")))
-
-
-def _run(settings) -> Iterator[Service]:
     # Beat and sweep fast, checkpoint often, so that a lost worker is noticed in seconds.
-    settings = settings.model_copy(
-        update={
-            "checkpoint_every_steps": 10,
-            "heartbeat_interval_seconds": 0.5,
-            "heartbeat_timeout_seconds": 4.0,
-            "sweep_interval_seconds": 0.5,
-        }
+    yield from backend_service(
+        request,
+        tmp_path_factory.mktemp(f"faults-{request.param}"),
+        {"tiny-bert": tiny_model_dir},
+        checkpoint_every_steps=10,
+        heartbeat_interval_seconds=0.5,
+        heartbeat_timeout_seconds=4.0,
+        sweep_interval_seconds=0.5,
     )
-    worker = WorkerProcess(settings)
-    try:
-        worker.wait_ready()
-        with TestClient(create_app(settings)) as client:
-            yield Service(settings, client, auth(new_key(settings)), worker)
-    finally:
-        worker.stop()
 
 
 def submit(service: Service, epochs: int = 5) -> str:
