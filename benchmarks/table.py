@@ -19,7 +19,7 @@ def row(r: dict, anchor: float | None) -> str:
             f"`{r['recipe']}`" if not r["recipe"].startswith("anchor") else r["recipe"],
             f"{100 * r['test_accuracy']:.1f}%",
             f"{100 * (r['test_accuracy'] - anchor):+.1f}" if anchor is not None else "",
-            f"{r['train_seconds']:.0f} s",
+            f"{r['train_seconds']:.0f} s" + (" †" if r.get("shared_cpu") else ""),
             (f"{100 * share:.3f}%" if share < 0.001 else f"{100 * share:.2f}%") if share is not None else "",
             f"{memory / 2**30:.2f} GiB" if memory else "",
             f"{size / 2**20:.1f} MiB" if size else "",

@@ -23,7 +23,8 @@ def test_upload_get_list_delete(client, headers, settings):
     assert client.get(f"/v1/datasets/{body['id']}", headers=headers).json() == body
     listing = client.get("/v1/datasets", headers=headers).json()
     assert listing["total"] == 1 and listing["items"] == [body]
-    assert len(stored_files(settings)) == 1
+    stored = [f.name for f in stored_files(settings)]
+    assert stored == [f"{body['id']}.jsonl", f"{body['id']}.sha256"]  # the rows and their checksum
     assert client.delete(f"/v1/datasets/{body['id']}", headers=headers).status_code == 204
     assert client.get(f"/v1/datasets/{body['id']}", headers=headers).status_code == 404
     assert stored_files(settings) == []

@@ -57,7 +57,8 @@ def test_any_spec_is_accepted_or_refused_with_a_named_reason(api, body, with_tra
     client, headers, train = api
     body = fill(body, train)
     if with_train:
-        body = {**body, "base_model": "tiny-bert", "data": {"train": train, **(body.get("data") or {})}}
+        data = body.get("data") if isinstance(body.get("data"), dict) else {}
+        body = {**body, "base_model": "tiny-bert", "data": {"train": train, **data}}
     before = client.get("/v1/jobs", headers=headers).json()["total"]
     # Sent as Python's json writes it: NaN and Infinity included, which the server's parser accepts.
     raw = json.dumps(body)
