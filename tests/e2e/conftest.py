@@ -69,9 +69,13 @@ def backend_service(request: pytest.FixtureRequest, root: Path, models: dict, **
 def run_service(settings: Settings) -> Iterator[Service]:
     """A real worker process and an in-process API (its lifespan, so its sweeper, running)."""
     worker = WorkerProcess(settings)
+    service = None
     try:
         worker.wait_ready()
         with TestClient(create_app(settings)) as client:
-            yield Service(settings, client, auth(new_key(settings)), worker)
+            service = Service(settings, client, auth(new_key(settings)), worker)
+            yield service
     finally:
         worker.stop()
+        if service is not None and service.worker is not worker:
+            service.worker.stop()  # the one a fault test started after killing the first
