@@ -198,6 +198,8 @@ def pause_job(session: Session, *, tenant_id: str, job_id: str) -> Job:
     if not at_once and not flagged:
         session.rollback()
         session.refresh(job)
+        if job.status == "running":
+            raise Conflict(f"job {job_id!r} is being cancelled; it cannot be paused")
         raise Conflict(f"job {job_id!r} is {job.status}; only a queued or running job can be paused")
     add_event(
         session,

@@ -30,6 +30,12 @@ from app.storage.artifacts import LocalArtifactStore
 log = logging.getLogger(__name__)
 
 
+def held_by(job_id: str, attempt: int) -> tuple[Any, ...]:
+    """The row is still this attempt's: every worker-side write is conditional on it, so a worker
+    that lost its job to the sweeper (or to a second delivery) can no longer touch it."""
+    return (Job.id == job_id, Job.status == "running", Job.attempts == attempt)
+
+
 class JobCallbacks:
     """Engine callbacks that write to the job's row; the engine already throttles how often.
 
@@ -41,9 +47,6 @@ class JobCallbacks:
     def __init__(self, database_url: str, job_id: str, attempt: int) -> None:
         self.url, self.job_id, self.attempt = database_url, job_id, attempt
         self.pause_requested = False
-
-    def _mine(self) -> Any:
-        return (Job.id == self.job_id, Job.status == "running", Job.attempts == self.attempt)
 
     def on_progress(self, progress: Progress) -> None:
         eta = None
@@ -63,7 +66,8 @@ class JobCallbacks:
             "updated_at": utcnow().isoformat(),
         }
         with _tolerant("progress"), session_scope(self.url) as session:
-            session.execute(update(Job).where(*self._mine()).values(progress=values, heartbeat_at=utcnow()))
+            mine = held_by(self.job_id, self.attempt)
+            session.execute(update(Job).where(*mine).values(progress=values, heartbeat_at=utcnow()))
 
     def on_event(self, kind: str, message: str, data: dict[str, Any]) -> None:
         with _tolerant(f"event {kind}"), session_scope(self.url) as session:
@@ -107,10 +111,9 @@ class Heartbeat:
         self._thread.join()
 
     def _run(self) -> None:
-        mine = (Job.id == self.job_id, Job.status == "running", Job.attempts == self.attempt)
         while not self._stop.wait(self.interval):
             with _tolerant("heartbeat"), session_scope(self.url) as session:
-                session.execute(update(Job).where(*mine).values(heartbeat_at=utcnow()))
+                session.execute(update(Job).where(*held_by(self.job_id, self.attempt)).values(heartbeat_at=utcnow()))
 
 
 @dataclass(frozen=True)
@@ -211,9 +214,7 @@ def run_job(settings: Settings, job_id: str) -> None:
 def pause_job_run(url: str, job_id: str, attempt: int, message: str) -> None:
     with session_scope(url) as session:
         paused = session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.status == "running", Job.attempts == attempt)
-            .values(status="paused", pause_requested=False)
+            update(Job).where(*held_by(job_id, attempt)).values(status="paused", pause_requested=False)
         ).rowcount
         if paused:
             add_event(session, job_id, "paused", f"{message}; a checkpoint holds the run until it is resumed")
@@ -247,12 +248,7 @@ def publish(
         )
         done = session.execute(
             update(Job)
-            .where(
-                Job.id == job_id,
-                Job.status == "running",
-                Job.attempts == attempt,
-                Job.cancel_requested.is_(False),
-            )
+            .where(*held_by(job_id, attempt), Job.cancel_requested.is_(False))
             .values(
                 status="succeeded",
                 model_id=model_id,
@@ -286,9 +282,7 @@ def finish(url: str, job_id: str, attempt: int, status: str, error: str | None, 
     """End the job, if it is still this attempt's; True when it did."""
     with session_scope(url) as session:
         ended = session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.status == "running", Job.attempts == attempt)
-            .values(status=status, error=error, finished_at=utcnow())
+            update(Job).where(*held_by(job_id, attempt)).values(status=status, error=error, finished_at=utcnow())
         ).rowcount
         if ended:
             add_event(session, job_id, status, error or detail, {"detail": detail} if error else None)

@@ -54,6 +54,12 @@ def test_pausing_a_running_job_flags_it_for_its_training_loop(client, headers, j
     assert response.json()["status"] == "running" and response.json()["pause_requested"] is True
     callbacks = JobCallbacks(settings.resolved_database_url, job_id, attempt=1)
     assert callbacks.should_stop() is False and callbacks.should_pause() is True
+    assert post(client, headers, job_id, "cancel").json()["cancel_requested"] is True
+    refused = post(client, headers, job_id, "pause")
+    assert (
+        refused.status_code == 409
+        and refused.json()["detail"] == f"job {job_id!r} is being cancelled; it cannot be paused"
+    )
 
 
 def test_a_paused_job_cancels_at_once_and_its_checkpoint_goes(client, headers, job_id, settings):
