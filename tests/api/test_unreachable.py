@@ -1,7 +1,6 @@
 """A database or queue that does not answer gives a quick 503 that says so, never a hung request,
 and creates nothing. Real servers that are not there: closed ports on loopback."""
 
-import socket
 import time
 
 from fastapi.testclient import TestClient
@@ -9,19 +8,13 @@ from fastapi.testclient import TestClient
 from app.api.main import create_app
 from tests.conftest import build_settings
 from tests.utils.data import as_csv, sentiment
-from tests.utils.services import auth, new_key
+from tests.utils.services import auth, free_port, new_key
 
 
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]  # free again once closed: nothing listens there
-
-
-def test_an_unreachable_database_is_a_quick_503(settings):
-    down = settings.model_copy(
+def test_an_unreachable_database_is_a_quick_503(tmp_path):
+    down = build_settings(tmp_path / "var", {}).model_copy(
         update={
-            "database_url": f"postgresql+psycopg://thaw@127.0.0.1:{closed_port()}/thaw",
+            "database_url": f"postgresql+psycopg://thaw@127.0.0.1:{free_port()}/thaw",
             "sweep_interval_seconds": 0,
         }
     )
@@ -37,7 +30,7 @@ def test_an_unreachable_database_is_a_quick_503(settings):
 
 def test_an_unreachable_queue_is_a_503_and_the_job_is_not_created(tmp_path, tiny_model_dir):
     broken = build_settings(
-        tmp_path / "other", {"tiny-bert": tiny_model_dir}, broker_url=f"redis://127.0.0.1:{closed_port()}/0"
+        tmp_path / "other", {"tiny-bert": tiny_model_dir}, broker_url=f"redis://127.0.0.1:{free_port()}/0"
     )
     headers = auth(new_key(broken))
     with TestClient(create_app(broken)) as client:

@@ -37,6 +37,21 @@ class Service:
             f"job {job_id} still {job['status']} after {timeout}s:\n{self.worker.log_path.read_text()[-3000:]}"
         )
 
+    def wait_for_step(self, job_id: str, step: int, timeout: float = 120) -> dict:
+        """Until the job trains past `step` (for a fault test to strike mid-training)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = self.client.get(f"/v1/jobs/{job_id}", headers=self.headers).json()
+            if job["status"] == "running" and (job["progress"] or {}).get("step", 0) >= step:
+                return job
+            assert job["status"] in {"queued", "running"}, job
+            time.sleep(0.05)
+        raise AssertionError(f"job {job_id} did not reach step {step}")
+
+    def models_of(self, job_id: str) -> list[str]:
+        items = self.client.get("/v1/models?limit=200", headers=self.headers).json()["items"]
+        return [m["id"] for m in items if m["job_id"] == job_id]
+
 
 def broken_model(directory: Path) -> Path:
     """A catalog entry whose weights are not a model: training must fail and say why."""

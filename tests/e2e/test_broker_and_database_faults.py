@@ -4,7 +4,6 @@ No job is lost, none trains twice, each ends with one model."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from sqlalchemy import create_engine, text
 from tests.conftest import build_settings, fresh_database
 from tests.e2e.conftest import Service, run_service
 from tests.utils.data import as_csv, sentiment
+from tests.utils.services import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -27,9 +27,7 @@ class PrivateRedis:
     """A redis-server of this test's own (append-only file on), so that restarting it disturbs nobody."""
 
     def __init__(self, directory: Path) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_port()
         self.directory, self.process = directory, None
         self.url = f"redis://127.0.0.1:{self.port}/0"
 
@@ -78,26 +76,11 @@ def submit(service: Service, seed: int) -> str:
     return response.json()["id"]
 
 
-def wait_running(service: Service, job_id: str, step: int) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        job = service.client.get(f"/v1/jobs/{job_id}", headers=service.headers).json()
-        if job["status"] == "running" and (job["progress"] or {}).get("step", 0) >= step:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} never ran past step {step}")
-
-
-def models_of(service: Service, job_id: str) -> list[str]:
-    items = service.client.get("/v1/models?limit=200", headers=service.headers).json()["items"]
-    return [m["id"] for m in items if m["job_id"] == job_id]
-
-
 def assert_trained_once(service: Service, job_id: str) -> None:
     job = service.wait(job_id, timeout=180)
     assert job["status"] == "succeeded", job["error"]
     assert job["attempts"] == 1
-    assert models_of(service, job_id) == [job["model_id"]]
+    assert service.models_of(job_id) == [job["model_id"]]
     events = service.client.get(f"/v1/jobs/{job_id}/events", headers=service.headers).json()["items"]
     kinds = [e["kind"] for e in events]
     assert kinds.count("started") == 1 and kinds.count("succeeded") == 1
@@ -105,7 +88,7 @@ def assert_trained_once(service: Service, job_id: str) -> None:
 
 def test_a_broker_restart_loses_no_job_and_runs_none_twice(service, private_redis):
     running = submit(service, seed=1)
-    wait_running(service, running, 5)
+    service.wait_for_step(running, 5)
     waiting = submit(service, seed=2)  # one job at a time: this one waits in Redis
     private_redis.stop()
     time.sleep(1)
@@ -116,7 +99,7 @@ def test_a_broker_restart_loses_no_job_and_runs_none_twice(service, private_redi
 
 def test_killed_database_connections_cost_the_job_nothing(service, postgres_server):
     job_id = submit(service, seed=3)
-    wait_running(service, job_id, 5)
+    service.wait_for_step(job_id, 5)
     database = service.settings.resolved_database_url.rsplit("/", 1)[1]
     admin = create_engine(postgres_server, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:

@@ -18,9 +18,8 @@ import httpx
 import pytest
 
 from tests.conftest import build_settings
-from tests.e2e.test_run_supervisor import free_port, wait_for
 from tests.utils.data import as_csv, sentiment
-from tests.utils.services import ROOT, WorkerProcess, auth, new_key, service_env
+from tests.utils.services import ROOT, WorkerProcess, auth, free_port, healthy, new_key, service_env, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -33,13 +32,6 @@ def rss_bytes(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise RuntimeError("no VmRSS")
-
-
-def healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def test_fifty_clients_for_a_while_get_no_server_error_and_memory_stays_flat(tmp_path, tiny_model_dir):

@@ -2,25 +2,16 @@
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.conftest import build_settings
-from tests.utils.services import ROOT, service_env
+from tests.utils.services import ROOT, free_port, healthy, service_env, wait_for
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def children(pid: int) -> list[int]:
@@ -35,16 +26,6 @@ def worker_pid(supervisor: int) -> int | None:
     return None
 
 
-def wait_for(condition, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError("timed out")
-
-
 def test_run_serves_and_restarts_a_dead_worker(tmp_path, tiny_model_dir):
     settings = build_settings(tmp_path / "var", {"tiny-bert": tiny_model_dir})
     port = free_port()
@@ -54,21 +35,15 @@ def test_run_serves_and_restarts_a_dead_worker(tmp_path, tiny_model_dir):
         [sys.executable, "-m", "app.cli", "run"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
     )
     try:
-
-        def healthy():
-            try:
-                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(healthy)
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: healthy(url))
         assert f"Thaw is up at http://127.0.0.1:{port}" in (tmp_path / "run.log").read_text()
         first = wait_for(lambda: worker_pid(supervisor.pid))
         os.kill(first, signal.SIGKILL)
         second = wait_for(lambda: (pid := worker_pid(supervisor.pid)) and pid != first and pid)
         assert second != first
         assert "worker exited with code -9; restarting it" in (tmp_path / "run.log").read_text()
-        assert healthy()
+        assert healthy(url)
     finally:
         supervisor.send_signal(signal.SIGINT)
         assert supervisor.wait(timeout=60) == 0

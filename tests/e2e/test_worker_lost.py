@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 from app.storage.artifacts import LocalArtifactStore
 from tests.e2e.conftest import Service, backend_service
 from tests.utils.data import as_csv, sentiment
-from tests.utils.services import WorkerProcess
+from tests.utils.services import ROOT, WorkerProcess, free_port, healthy, service_env, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -49,24 +48,8 @@ def submit(service: Service, epochs: int = 5) -> str:
     return response.json()["id"]
 
 
-def wait_for_step(service: Service, job_id: str, step: int, timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = service.client.get(f"/v1/jobs/{job_id}", headers=service.headers).json()
-        if job["status"] == "running" and (job["progress"] or {}).get("step", 0) >= step:
-            return job
-        assert job["status"] in {"queued", "running"}, job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} did not reach step {step}")
-
-
 def events(service: Service, job_id: str) -> list[dict]:
     return service.client.get(f"/v1/jobs/{job_id}/events", headers=service.headers).json()["items"]
-
-
-def models_of(service: Service, job_id: str) -> list[str]:
-    items = service.client.get("/v1/models?limit=200", headers=service.headers).json()["items"]
-    return [m["id"] for m in items if m["job_id"] == job_id]
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +61,7 @@ def unbroken(service: Service) -> dict:
 
 def test_a_worker_killed_mid_training_is_replaced_and_the_job_goes_on_from_its_checkpoint(service, unbroken):
     job_id = submit(service)
-    wait_for_step(service, job_id, 25)  # past the checkpoints at steps 10 and 20 (of 5 x 23)
+    service.wait_for_step(job_id, 25)  # past the checkpoints at steps 10 and 20 (of 5 x 23)
     os.killpg(service.worker.process.pid, signal.SIGKILL)  # the whole worker, as when a node dies
     service.worker.process.wait()
     service.worker = WorkerProcess(service.settings)
@@ -95,13 +78,13 @@ def test_a_worker_killed_mid_training_is_replaced_and_the_job_goes_on_from_its_c
     assert job["metrics"]["resumed_from_step"] == resumed["step"]
     # The same result as the unbroken run of the same spec: every epoch's validation metrics.
     assert job["metrics"]["history"] == unbroken["metrics"]["history"]
-    assert models_of(service, job_id) == [job["model_id"]]
+    assert service.models_of(job_id) == [job["model_id"]]
     assert not LocalArtifactStore(service.settings.resolved_artifacts_dir).checkpoint_dir(job_id).exists()
 
 
 def test_pause_frees_the_worker_and_resume_goes_on_from_the_pause(service, unbroken):
     job_id = submit(service)
-    wait_for_step(service, job_id, 15)
+    service.wait_for_step(job_id, 15)
     assert service.client.post(f"/v1/jobs/{job_id}/pause", headers=service.headers).status_code == 200
     paused = service.wait(job_id, until={"paused", "succeeded"}, timeout=60)
     assert paused["status"] == "paused" and paused["model_id"] is None
@@ -116,15 +99,12 @@ def test_pause_frees_the_worker_and_resume_goes_on_from_the_pause(service, unbro
     assert job["status"] == "succeeded", job["error"]
     assert job["attempts"] == 2 and job["metrics"]["resumed_from_step"] >= stopped_at
     assert job["metrics"]["history"] == unbroken["metrics"]["history"]
-    assert models_of(service, job_id) == [job["model_id"]] and not checkpoint.exists()
+    assert service.models_of(job_id) == [job["model_id"]] and not checkpoint.exists()
 
 
 def test_an_api_killed_and_restarted_loses_nothing(service, tmp_path):
     """A real API process (`thaw serve`) killed with SIGKILL while its job trains: the job goes on in
     the worker, and the restarted API serves its state and its model."""
-    from tests.e2e.test_run_supervisor import free_port, wait_for
-    from tests.utils.services import ROOT, service_env
-
     port = free_port()
     env = {**service_env(service.settings), "THAW_PORT": str(port)}
     url = f"http://127.0.0.1:{port}"
@@ -132,7 +112,7 @@ def test_an_api_killed_and_restarted_loses_nothing(service, tmp_path):
     def start() -> subprocess.Popen:
         command = [sys.executable, "-m", "app.cli", "serve"]
         api = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: _healthy(url))
+        wait_for(lambda: healthy(url))
         return api
 
     api = start()
@@ -142,7 +122,7 @@ def test_an_api_killed_and_restarted_loses_nothing(service, tmp_path):
         ).json()["id"]
         spec = {**SPEC, "data": {"train": train}}
         job_id = httpx.post(f"{url}/v1/jobs", headers=service.headers, json=spec).json()["id"]
-        wait_for_step(service, job_id, 5)
+        service.wait_for_step(job_id, 5)
         api.kill()
         api.wait()
         api = start()
@@ -159,10 +139,3 @@ def test_an_api_killed_and_restarted_loses_nothing(service, tmp_path):
     finally:
         api.kill()
         api.wait()
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import httpx
 from alembic import command
 from alembic.config import Config
 
@@ -87,3 +89,29 @@ class WorkerProcess:
                 os.killpg(self.process.pid, 9)
                 self.process.wait()
         self.log.close()
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (free again once the probe closes)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for(condition, timeout: float = 60):
+    """Poll `condition` until it returns something truthy, and return that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError("timed out")
+
+
+def healthy(url: str) -> bool:
+    """The API at `url` answers its health check."""
+    try:
+        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
