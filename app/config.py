@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,7 +27,27 @@ class Settings(BaseSettings):
         description="Extra catalog entries, id -> local directory in Hugging Face format (JSON object).",
     )
     max_upload_bytes: int = Field(100 * 1024 * 1024, description="Largest dataset upload accepted.")
-    model_cache_size: int = Field(4, description="How many trained models serving keeps loaded.")
+    model_cache_size: int = Field(64, ge=1, description="Most trained models serving keeps loaded (LRU).")
+    model_cache_bytes: int = Field(
+        2 * 1024**3,
+        ge=0,
+        description="Memory budget of loaded models; past it the least recently used are unloaded. Adapter, "
+        "LoRA and head-only models of one base share its encoder, counted once.",
+    )
+    serving_max_wait_ms: float = Field(
+        5.0, ge=0, description="Longest a predict request waits for others to share its forward pass."
+    )
+    serving_max_batch: int = Field(64, ge=1, le=4096, description="Most texts in one forward pass.")
+    serving_queue_limit: int = Field(
+        512, ge=1, description="Texts that may wait per model; past it, predict answers 429 with Retry-After."
+    )
+    serving_quantize: Literal["none", "int8"] = Field(
+        "none", description="int8: dynamic int8 quantization of the encoders' linear layers (CPU)."
+    )
+    serving_precision: Literal["fp32", "bf16"] = Field(
+        "fp32", description="bf16: serve under bf16 autocast (CPUs with AVX-512 BF16/AMX, GPUs)."
+    )
+    torch_threads: int = Field(0, ge=0, description="Intra-op threads for PyTorch; 0: every core the process may use.")
     max_predict_inputs: int = Field(256, description="Most texts one predict request may carry.")
     max_text_chars: int = Field(
         20_000, ge=1, description="Longest text a predict request may carry (models read max_length tokens anyway)."

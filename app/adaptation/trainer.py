@@ -20,10 +20,12 @@ from app.adaptation.callbacks import Callbacks, Cancelled, Paused, Progress
 from app.adaptation.checkpoint import Checkpoints, TrainingState
 from app.adaptation.data import Batch, Batches, LabeledTexts, token_batches
 from app.adaptation.features import FeatureBatches, reduce_all
+from app.adaptation.frozen_cache import FrozenBottom, frozen_below, frozen_bottom
 from app.adaptation.groups import LayerGroup, layer_groups
 from app.adaptation.inference import predict_proba
 from app.adaptation.model import TextClassifier
 from app.adaptation.optim import build_optimizer, group_learning_rate
+from app.adaptation.precision import autocast, resolve
 from app.adaptation.regularizers import Regularizer
 from app.adaptation.schedules import SCHEDULES
 from app.adaptation.tasks import Task
@@ -65,10 +67,12 @@ class Trainer:
         self.callbacks, self.progress_interval = callbacks, progress_interval
         self.regularizers = regularizers or []
         self.device = next(model.parameters()).device
+        self.dtype = resolve(spec.training.precision, self.device)
         self.groups = layer_groups(model, model.num_layers)
         self.touched: set[str] = set()  # every parameter that has been trainable so far
         self.best_state: dict[str, torch.Tensor] = {}  # touched weights (and buffers) at the best epoch
         self.phase: frozenset[str] | None = None
+        self.frozen: FrozenBottom | None = None  # groups frozen under the trainable ones (unfreezing schedules)
         self._pause_requested = False
         self.seconds_before_resume = 0.0  # training time of the attempts before this one
 
@@ -78,6 +82,7 @@ class Trainer:
         cfg = self.spec.training
         outcome = TrainOutcome(best_epoch=0, best_metrics={})
         train_batches, validation_batches = self._batches(train, validation, outcome)
+        self.frozen = frozen_bottom(self.model, self.spec, self.regularizers, train_batches, self.dtype, self.callbacks)
         total_steps = len(train_batches) * cfg.epochs
         optimizer = build_optimizer(self.model, self.groups, self.spec)
         schedule, options = SCHEDULES.get(self.spec.optimization.lr_schedule.name), self.spec.optimization.lr_schedule
@@ -89,11 +94,13 @@ class Trainer:
         if saved is not None:
             first_epoch, skip = self._restore(saved, optimizer, scheduler, rng, outcome)
         for epoch in range(first_epoch, cfg.epochs + 1):
-            self.model.train()
+            self._train_mode()
             epoch_rng_state = rng.getstate()
             loss_sum, loss_steps = torch.zeros((), device=self.device), 0
             for done, batch in enumerate(islice(train_batches.training_order(rng), skip, None), start=skip + 1):
-                self._enter_phase(Position(epoch, outcome.steps, len(train_batches), total_steps), outcome)
+                position = Position(epoch, outcome.steps, len(train_batches), total_steps)
+                self._enter_phase(position, outcome)
+                self._follow_frozen_bottom(position)
                 loss_sum += self._step(batch, optimizer, scheduler)
                 loss_steps += 1
                 outcome.steps += 1
@@ -117,6 +124,8 @@ class Trainer:
             if checkpoints is not None and epoch < cfg.epochs:
                 state = self._state(epoch + 1, 0, rng.getstate(), optimizer, scheduler, outcome)
                 checkpoints.save(state, outcome.steps)
+        if self.frozen is not None:
+            self.frozen.release()  # the cache can be large: free it before the caller goes on
         if self.best_state:
             self.model.load_state_dict(self.best_state, strict=False)
         return outcome
@@ -211,10 +220,12 @@ class Trainer:
         )
 
     def _logits(self, batch: Batch) -> torch.Tensor:
-        if batch.features is not None:
-            return self.model.from_reduced(batch.features.to(self.device))
-        types = None if batch.token_type_ids is None else batch.token_type_ids.to(self.device)
-        return self.model(batch.input_ids.to(self.device), batch.attention_mask.to(self.device), types)
+        """fp32 logits; the forward pass runs in the job's compute dtype."""
+        with autocast(self.device, self.dtype):
+            if batch.features is not None:
+                return self.model.from_reduced(batch.features.to(self.device)).float()
+            types = None if batch.token_type_ids is None else batch.token_type_ids.to(self.device)
+            return self.model(batch.input_ids.to(self.device), batch.attention_mask.to(self.device), types).float()
 
     @torch.inference_mode()
     def _evaluate(self, batches: Batches | FeatureBatches, gold: list) -> dict[str, Any]:
@@ -222,20 +233,32 @@ class Trainer:
         probabilities = torch.empty(len(gold), len(self.task.labels))
         for batch in batches.by_length():
             probabilities[batch.indices] = self.task.probabilities(self._logits(batch)).cpu()
-        self.model.train()
+        self._train_mode()
         self.task.fit_threshold(gold, probabilities)  # multi_label without a configured threshold
         return self.task.report(gold, probabilities)
 
     # ---- one step ------------------------------------------------------------------------------
 
+    def _train_mode(self) -> None:
+        self.model.train()
+        if self.frozen is not None:
+            self.frozen.apply_modes()  # no dropout in the groups frozen under the trainable ones
+
+    def _train_logits(self, batch: Batch) -> torch.Tensor:
+        if self.frozen is None or not self.frozen.caching:
+            return self._logits(batch)
+        with autocast(self.device, self.dtype):
+            return self.frozen.logits(batch).float()
+
     def _step(self, batch: Batch, optimizer, scheduler) -> torch.Tensor:
-        logits = self._logits(batch)
+        logits = self._train_logits(batch)
         loss = self.task.loss(logits, batch.labels.to(self.device))
         total = loss
         for regularizer in self.regularizers:
             ids = None if batch.input_ids is None else batch.input_ids.to(self.device)
             mask = None if batch.attention_mask is None else batch.attention_mask.to(self.device)
-            total = total + regularizer.penalty(self.model, ids, mask, logits)
+            with autocast(self.device, self.dtype):
+                total = total + regularizer.penalty(self.model, ids, mask, logits).float()
         total.backward()
         if self.spec.optimization.max_grad_norm is not None:
             trainable = [p for p in self.model.parameters() if p.grad is not None]
@@ -277,6 +300,33 @@ class Trainer:
         self.callbacks.on_event(
             "phase", f"phase {record['phase']}: training {', '.join(record['trainable_groups'])}", record
         )
+
+    def _follow_frozen_bottom(self, position: Position) -> None:
+        """Keep the frozen bottom (eval mode, cached output) in step with the phase; after a resume
+        this rebuilds the cache the checkpoint did not hold."""
+        if self.frozen is None or self.phase is None:
+            return
+        below = frozen_below(self.model.num_layers, self.phase)
+        if below != self.frozen.below:
+            self.frozen.move(below, self._stretch(position, below), position.steps_per_epoch)
+
+    def _stretch(self, position: Position, below: int) -> int:
+        """How many steps of the run, `position`'s included, keep `below` groups frozen under the
+        trainable ones. Schedules are pure functions of the position, so the whole stretch is known
+        now, and a run resumed inside it decides as the unbroken run did."""
+        options = self.spec.optimization.unfreezing
+        schedule, n = UNFREEZING.get(options.name), self.model.num_layers
+
+        def below_at(step: int) -> int:
+            at = Position(step // position.steps_per_epoch + 1, step, position.steps_per_epoch, position.total_steps)
+            return frozen_below(n, schedule(at, n, options))
+
+        first = last = position.step
+        while first > 0 and below_at(first - 1) == below:
+            first -= 1
+        while last + 1 < position.total_steps and below_at(last + 1) == below:
+            last += 1
+        return last - first + 1
 
     def _apply_phase(self, trainable: frozenset[str]) -> None:
         if self.spec.optimization.unfreezing.name == "none":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Annotated, Any
 
@@ -64,10 +65,19 @@ def get_catalog(request: Request) -> Catalog:
 CatalogDep = Annotated[Catalog, Depends(get_catalog)]
 
 
-def get_model_cache(request: Request) -> Any:
-    # Serving loads torch; it is imported on the first prediction so the API starts without it.
-    if request.app.state.model_cache is None:
-        from app.serving.predictor import ModelCache
+_serving_lock = threading.Lock()
 
-        request.app.state.model_cache = ModelCache(request.app.state.settings.model_cache_size)
-    return request.app.state.model_cache
+
+def get_serving(request: Request) -> Any:
+    # Serving loads torch; it is imported on the first prediction so the API starts without it.
+    with _serving_lock:
+        if request.app.state.serving is None:
+            from app.serving.predictor import Serving
+
+            request.app.state.serving = Serving(request.app.state.settings)
+            request.app.state.model_cache = request.app.state.serving.cache
+    return request.app.state.serving
+
+
+def get_model_cache(request: Request) -> Any:
+    return get_serving(request).cache

@@ -28,6 +28,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.catalog = Catalog(settings)
     app.state.celery = make_celery(settings)
+    app.state.serving = None  # created on the first prediction (app/api/deps.py)
     app.state.model_cache = None
     app.state.rate_limits = build_rate_limits(settings.predict_requests_per_minute, settings.job_submissions_per_minute)
     install_error_handlers(app)
@@ -63,3 +64,5 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         if sweeper is not None:
             sweeper.stop()
+        if app.state.serving is not None:
+            app.state.serving.close()

@@ -218,6 +218,26 @@ class TrainingConfig(Strict):
     early_stopping_patience: int | None = Field(
         None, ge=1, description="Stop after this many evaluations without improvement; null: never."
     )
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto",
+        description="Compute dtype of training and validation: bf16 autocast (weights stay fp32); auto: bf16 "
+        "where the hardware has it natively (CPUs with AVX-512 BF16 or AMX, CUDA GPUs from Ampere), else fp32.",
+    )
+    cache_frozen_layers: bool = Field(
+        True,
+        description="Unfreezing schedules: the groups frozen below the lowest trainable one (embeddings, bottom "
+        "layers) run in eval mode, without dropout (with false they keep dropout, as in plain fine-tuning), so "
+        "their output is a function of the text alone; where the schedule keeps the same groups frozen below for "
+        "more than an epoch, that output is computed once per example, kept in RAM as fp16 and reused at every "
+        "step. Not cached (an event says why) with pooling scalar_mix, regularizers that read the tokens, or "
+        "over frozen_cache_mb.",
+    )
+    frozen_cache_mb: int = Field(
+        1024,
+        ge=0,
+        description="RAM budget of the frozen-layer cache (real tokens x hidden size x 2 bytes for the training "
+        "set); a larger cache is not built and the frozen layers run at every step.",
+    )
 
 
 class JobSpec(Strict):

@@ -1,63 +1,43 @@
-"""Load trained models on demand (LRU-bounded) and predict labels with their probabilities."""
+"""Serving, assembled: the model cache and the micro-batcher that every predict request goes through."""
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from pathlib import Path
+import os
+from collections.abc import Sequence
 from typing import Any
 
-from app.adaptation import LoadedClassifier, load_classifier, predict_proba
+import torch
+
+from app.adaptation import LoadedClassifier, predict_proba
 from app.adaptation.data import Text
+from app.config import Settings
+from app.serving.batcher import MicroBatcher
+from app.serving.cache import ModelCache
+from app.serving.deployments import ServingOptions
+from app.serving.predictions import format_predictions
 
 
-class ModelCache:
-    """At most `capacity` loaded models; the least recently used is dropped first."""
+class Serving:
+    def __init__(self, settings: Settings) -> None:
+        set_threads(settings.torch_threads)
+        options = ServingOptions(quantize=settings.serving_quantize, precision=settings.serving_precision)
+        self.cache = ModelCache(settings.model_cache_size, settings.model_cache_bytes, options)
+        self.batcher = MicroBatcher(
+            settings.serving_max_wait_ms / 1000, settings.serving_max_batch, settings.serving_queue_limit
+        )
 
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._models: OrderedDict[str, LoadedClassifier] = OrderedDict()
-        self._lock = threading.Lock()
+    def close(self) -> None:
+        self.batcher.close()
 
-    def get(
-        self, model_id: str, directory: Path, base_model_path: Path, verify: Callable[[], None] | None = None
-    ) -> LoadedClassifier:
-        """The loaded model; one that stores only its own weights is loaded over its base model.
-        `verify` runs before a model is loaded (its checksums), and raises to refuse it."""
-        with self._lock:
-            if model_id in self._models:
-                self._models.move_to_end(model_id)
-                return self._models[model_id]
-            if verify is not None:
-                verify()
-            loaded = load_classifier(directory, base_model_path)
-            self._models[model_id] = loaded
-            while len(self._models) > self.capacity:
-                self._models.popitem(last=False)
-            return loaded
 
-    def evict(self, model_id: str) -> None:
-        with self._lock:
-            self._models.pop(model_id, None)
+def set_threads(threads: int) -> None:
+    """Intra-op threads for the forward passes: every core this process may use unless told otherwise."""
+    torch.set_num_threads(threads or len(os.sched_getaffinity(0)))
 
 
 def predict(loaded: LoadedClassifier, texts: Sequence[Text]) -> list[dict[str, Any]]:
-    """For each text: the top label with its score and every label's probability; a multi-label
-    model adds `labels`, those above its threshold."""
+    """Predictions of one loaded model, outside the service (no cache, no batching)."""
     probabilities = predict_proba(
         loaded.model, loaded.tokenizer, texts, loaded.max_length, multi_label=loaded.multi_label
     )
-    predictions = []
-    for row in probabilities.tolist():
-        best = max(range(len(row)), key=row.__getitem__)
-        prediction: dict[str, Any] = {
-            "label": loaded.labels[best],
-            "score": row[best],
-            "scores": dict(zip(loaded.labels, row, strict=True)),
-        }
-        if loaded.multi_label:
-            threshold = loaded.threshold if loaded.threshold is not None else 0.5
-            prediction["labels"] = [label for label, p in zip(loaded.labels, row, strict=True) if p > threshold]
-        predictions.append(prediction)
-    return predictions
+    return format_predictions(loaded.labels, probabilities, loaded.multi_label, loaded.threshold)

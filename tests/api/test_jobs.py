@@ -31,6 +31,9 @@ def test_submit_stores_the_fully_expanded_spec(client, headers, train_id):
         "seed": 0,
         "eval_metric": "accuracy",
         "early_stopping_patience": None,
+        "precision": "auto",
+        "cache_frozen_layers": True,
+        "frozen_cache_mb": 1024,
     }
     assert spec["recipe"] == "fine_tuning" and spec["optimization"]["train"] == "all"
     assert spec["model"] == {

@@ -1,9 +1,12 @@
 """Upload, submit, poll, predict over HTTP, with a real worker process training a tiny model."""
 
+import threading
+
 import pytest
 
 from tests.e2e.conftest import Service
 from tests.utils.data import as_csv, sentiment
+from tests.utils.services import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -106,6 +109,37 @@ def test_bad_predict_requests(service, finished):
     other = auth_for(service, "intruder")
     assert service.client.post(url, headers=other, json={"inputs": ["a"]}).status_code == 404
 
+
+def test_a_full_queue_answers_429_with_retry_after_and_loses_no_accepted_request(service, finished):
+    """A forward pass is kept busy for real (the test holds the lock every forward pass takes), so
+    requests queue behind it exactly as they would behind a long batch."""
+    url = f"/v1/models/{finished['model_id']}/predict"
+
+    def post() -> object:
+        return service.client.post(url, headers=service.headers, json={"inputs": ["good film"]})
+
+    assert post().status_code == 200  # loaded
+    serving = service.client.app.state.serving
+    served, batcher = serving.cache._hit(finished["model_id"]), serving.batcher
+    limit, batcher.queue_limit = batcher.queue_limit, 1
+    answers: list = []
+    try:
+        with served.deployment._lock:
+            taken = batcher.requests
+            first = threading.Thread(target=lambda: answers.append(post()))
+            first.start()
+            wait_for(lambda: batcher.requests == taken + 1, 10)  # in the busy forward pass
+            second = threading.Thread(target=lambda: answers.append(post()))
+            second.start()
+            wait_for(lambda: batcher._queued[served.key] == 1, 10)  # waiting: the queue is full
+            refused = post()
+        first.join(10)
+        second.join(10)
+    finally:
+        batcher.queue_limit = limit
+    assert refused.status_code == 429 and refused.headers["Retry-After"] == "1"
+    assert refused.json()["detail"] == (f"model {finished['model_id']!r} has 1 texts waiting (limit 1); retry shortly")
+    assert [answer.status_code for answer in answers] == [200, 200]
 
 def test_a_corrupt_model_is_reported_not_served(service, finished):
     model_id = finished["model_id"]
@@ -323,3 +357,4 @@ def test_deleting_a_model_removes_it_everywhere(service, finished):
     gone = service.client.post(f"/v1/models/{model_id}/predict", headers=service.headers, json={"inputs": ["a"]})
     assert gone.status_code == 404
     assert not (service.settings.resolved_artifacts_dir / "models" / model_id).exists()
+

@@ -1,12 +1,16 @@
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
+from fastapi.concurrency import run_in_threadpool
 
-from app.api.deps import CatalogDep, SessionDep, SettingsDep, StoreDep, TenantDep, get_model_cache
+from app.api.deps import CatalogDep, SessionDep, SettingsDep, StoreDep, TenantDep, get_model_cache, get_serving
 from app.api.rate_limits import PredictLimit
+from app.config import Settings
 from app.schemas.resources import ModelPublic, ModelsPublic, PredictRequest, PredictResponse
 from app.services import models as service
-from app.services.errors import InvalidInput
+from app.services.errors import InvalidInput, RateLimited
+from app.serving.errors import Overloaded, Unloaded
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -41,7 +45,7 @@ def delete_model(
 
 
 @router.post("/{model_id}/predict", response_model=PredictResponse, dependencies=[PredictLimit])
-def predict(
+async def predict(
     model_id: str,
     body: PredictRequest,
     session: SessionDep,
@@ -49,9 +53,35 @@ def predict(
     tenant: TenantDep,
     settings: SettingsDep,
     catalog: CatalogDep,
-    cache: Annotated[Any, Depends(get_model_cache)],
+    serving: Annotated[Any, Depends(get_serving)],
 ) -> PredictResponse:
-    """Labels and class probabilities for each input text, in order."""
+    """Labels and class probabilities for each input text, in order. Concurrent requests share
+    forward passes (the micro-batcher); the event loop never waits on the model."""
+    check_inputs(body, settings)
+    model = await run_in_threadpool(service.get_model, session, tenant_id=tenant.id, model_id=model_id)
+    pairs = bool(model.spec.get("text_fields"))
+    if any(isinstance(text, tuple) != pairs for text in body.inputs):
+        shape = "[first, second] pairs" if pairs else "strings"
+        raise InvalidInput(f"inputs: model {model_id!r} takes {shape}")
+    session.close()  # release the connection before the forward pass
+    directory, base = store.model_dir(model.id), catalog.get(model.base_model).path
+    for attempt in (1, 2):  # a model evicted while its request waited is loaded again, once
+        served = await run_in_threadpool(
+            serving.cache.get, model.id, directory, base, lambda: store.verify_model(model.id)
+        )
+        try:
+            future = serving.batcher.submit(served, body.inputs)
+        except Overloaded as error:
+            raise RateLimited(str(error), retry_after=1) from None
+        try:
+            return PredictResponse(predictions=await asyncio.wrap_future(future))
+        except Unloaded:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def check_inputs(body: PredictRequest, settings: Settings) -> None:
     if len(body.inputs) > settings.max_predict_inputs:
         raise InvalidInput(f"inputs: at most {settings.max_predict_inputs} texts per request, got {len(body.inputs)}")
     for index, text in enumerate(body.inputs):
@@ -60,14 +90,3 @@ def predict(
             raise InvalidInput(
                 f"inputs.{index}: {length} characters is over the limit of {settings.max_text_chars} per text"
             )
-    model = service.get_model(session, tenant_id=tenant.id, model_id=model_id)
-    pairs = bool(model.spec.get("text_fields"))
-    if any(isinstance(text, tuple) != pairs for text in body.inputs):
-        shape = "[first, second] pairs" if pairs else "strings"
-        raise InvalidInput(f"inputs: model {model_id!r} takes {shape}")
-    session.close()  # release the connection before the forward pass
-    from app.serving.predictor import predict as run_predict  # torch loads on first use
-
-    directory, base = store.model_dir(model.id), catalog.get(model.base_model).path
-    loaded = cache.get(model.id, directory, base, verify=lambda: store.verify_model(model.id))
-    return PredictResponse(predictions=run_predict(loaded, body.inputs))
