@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from app.catalog import Catalog
@@ -16,8 +17,11 @@ from app.db.session import open_session
 from app.services.keys import tenant_for_key
 from app.storage.artifacts import LocalArtifactStore
 
+# Dependencies that do no I/O are `async def`: FastAPI runs a plain `def` dependency in its
+# threadpool, a hop that costs more than a predict request's own Python work.
 
-def get_settings(request: Request) -> Settings:
+
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
@@ -35,30 +39,39 @@ def get_session(settings: SettingsDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def current_tenant(session: SessionDep, authorization: Annotated[str | None, Header()] = None) -> Tenant:
+def bearer_key(authorization: str | None) -> str | None:
     scheme, _, key = (authorization or "").partition(" ")
-    tenant = tenant_for_key(session, key=key.strip()) if scheme.lower() == "bearer" and key else None
+    return key.strip() or None if scheme.lower() == "bearer" else None
+
+
+def unauthorized() -> HTTPException:
+    return HTTPException(
+        status_code=401,
+        detail="missing or invalid API key; send 'Authorization: Bearer <key>' "
+        "(create one with: thaw keys create --tenant NAME)",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+def current_tenant(session: SessionDep, authorization: Annotated[str | None, Header()] = None) -> Tenant:
+    key = bearer_key(authorization)
+    tenant = tenant_for_key(session, key=key) if key else None
     if tenant is None:
-        raise HTTPException(
-            status_code=401,
-            detail="missing or invalid API key; send 'Authorization: Bearer <key>' "
-            "(create one with: thaw keys create --tenant NAME)",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        raise unauthorized()
     return tenant
 
 
 TenantDep = Annotated[Tenant, Depends(current_tenant)]
 
 
-def get_store(settings: SettingsDep) -> LocalArtifactStore:
+async def get_store(settings: SettingsDep) -> LocalArtifactStore:
     return LocalArtifactStore(settings.resolved_artifacts_dir)
 
 
 StoreDep = Annotated[LocalArtifactStore, Depends(get_store)]
 
 
-def get_catalog(request: Request) -> Catalog:
+async def get_catalog(request: Request) -> Catalog:
     return request.app.state.catalog
 
 
@@ -68,16 +81,22 @@ CatalogDep = Annotated[Catalog, Depends(get_catalog)]
 _serving_lock = threading.Lock()
 
 
-def get_serving(request: Request) -> Any:
+def _create_serving(app: Any) -> Any:
     # Serving loads torch; it is imported on the first prediction so the API starts without it.
     with _serving_lock:
-        if request.app.state.serving is None:
+        if app.state.serving is None:
             from app.serving.predictor import Serving
 
-            request.app.state.serving = Serving(request.app.state.settings)
-            request.app.state.model_cache = request.app.state.serving.cache
-    return request.app.state.serving
+            app.state.serving = Serving(app.state.settings)
+            app.state.model_cache = app.state.serving.cache
+    return app.state.serving
 
 
-def get_model_cache(request: Request) -> Any:
-    return get_serving(request).cache
+async def get_serving(request: Request) -> Any:
+    if request.app.state.serving is not None:
+        return request.app.state.serving
+    return await run_in_threadpool(_create_serving, request.app)
+
+
+async def get_model_cache(request: Request) -> Any:
+    return (await get_serving(request)).cache

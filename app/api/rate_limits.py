@@ -11,12 +11,12 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
-from app.api.deps import TenantDep
+from app.api.deps import TenantDep, bearer_key
 from app.services.errors import RateLimited
 from app.services.keys import hash_key
 
@@ -47,19 +47,26 @@ def build_rate_limits(predict_per_minute: int, jobs_per_minute: int) -> dict[str
     }
 
 
-def rate_limited(kind: str) -> Callable[..., None]:
+def spend(request: Request, kind: str, key: str) -> None:
+    """Spend one of the key's `kind` tokens, or refuse with 429 and when to retry."""
+    buckets = request.app.state.rate_limits.get(kind)
+    if buckets is None:
+        return
+    wait = buckets.take(hash_key(key))
+    if wait > 0:
+        seconds = max(1, math.ceil(wait))
+        raise RateLimited(f"too many {kind} requests for this API key; retry in {seconds}s", seconds)
+
+
+def rate_limited(kind: str) -> Callable[..., Awaitable[None]]:
     """A route dependency: authenticate (401 first), then spend one of the key's `kind` tokens."""
 
-    def spend(request: Request, _tenant: TenantDep, authorization: Annotated[str | None, Header()] = None) -> None:
-        buckets = request.app.state.rate_limits.get(kind)
-        if buckets is None:
-            return
-        wait = buckets.take(hash_key((authorization or "").partition(" ")[2].strip()))
-        if wait > 0:
-            seconds = max(1, math.ceil(wait))
-            raise RateLimited(f"too many {kind} requests for this API key; retry in {seconds}s", seconds)
+    async def spend_token(
+        request: Request, _tenant: TenantDep, authorization: Annotated[str | None, Header()] = None
+    ) -> None:
+        spend(request, kind, bearer_key(authorization) or "")
 
-    return spend
+    return spend_token
 
 
 PredictLimit = Depends(rate_limited("predict"))

@@ -14,7 +14,11 @@ from sqlalchemy.orm import Session, sessionmaker
 @lru_cache
 def get_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        # A pool as deep as the API's threadpool: connections past the pool would be opened (pragmas
+        # and all) and closed again for every concurrent request.
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=40, max_overflow=10
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     # A server that does not answer must give a quick error (the API's 503), not a hung request.

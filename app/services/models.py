@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, and_, select
 from sqlalchemy.orm import Session
 
-from app.db.models import Model
+from app.db.models import ApiKey, Model
 from app.db.pagination import newest_first
 from app.services.errors import NotFound
+from app.services.keys import hash_key
 from app.storage.artifacts import LocalArtifactStore
 
 
@@ -16,6 +19,33 @@ def get_model(session: Session, *, tenant_id: str, model_id: str) -> Model:
     if model is None or model.tenant_id != tenant_id:
         raise NotFound(f"model {model_id!r} not found")
     return model
+
+
+@dataclass(frozen=True)
+class Servable:
+    """What serving needs to know of a model."""
+
+    id: str
+    base_model: str
+    takes_pairs: bool
+
+
+def find_servable(engine: Engine, *, key: str, model_id: str) -> tuple[bool, Servable | None]:
+    """(whether the key is live, the model if that key's tenant owns it), in one query: the predict
+    route's hot path, without an ORM session."""
+    query = (
+        select(Model.id, Model.base_model, Model.spec)
+        .select_from(ApiKey)
+        .outerjoin(Model, and_(Model.id == model_id, Model.tenant_id == ApiKey.tenant_id))
+        .where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
+    )
+    with engine.connect() as connection:
+        row = connection.execute(query).first()
+    if row is None:
+        return False, None
+    if row.id is None:
+        return True, None
+    return True, Servable(row.id, row.base_model, bool(row.spec.get("text_fields")))
 
 
 def list_models(session: Session, *, tenant_id: str, limit: int, offset: int) -> tuple[list[Model], int]:

@@ -62,6 +62,10 @@ class ModelCache:
                 self._evict_over_budget(keep=model_id)
             return served
 
+    def peek(self, model_id: str) -> Served | None:
+        """The model if it is loaded (marked as just used), else None; never blocks on a load."""
+        return self._hit(model_id)
+
     def evict(self, model_id: str) -> None:
         with self._lock:
             self._drop(model_id)

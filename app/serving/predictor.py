@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,12 +21,16 @@ from app.serving.predictions import format_predictions
 
 class Serving:
     def __init__(self, settings: Settings) -> None:
-        set_threads(settings.torch_threads)
         options = ServingOptions(quantize=settings.serving_quantize, precision=settings.serving_precision)
         self.cache = ModelCache(settings.model_cache_size, settings.model_cache_bytes, options)
         self.batcher = MicroBatcher(
             settings.serving_max_wait_ms / 1000, settings.serving_max_batch, settings.serving_queue_limit
         )
+        self.batcher.call(lambda: set_threads(settings.torch_threads))  # a per-thread setting
+
+    def load(self, model_id: str, directory: Path, base_model_path: Path, verify: Callable[[], None]) -> Future:
+        """The loaded model (a future of `Served`), loaded on the inference thread if need be."""
+        return self.batcher.call(lambda: self.cache.get(model_id, directory, base_model_path, verify))
 
     def close(self) -> None:
         self.batcher.close()

@@ -141,6 +141,7 @@ def test_a_full_queue_answers_429_with_retry_after_and_loses_no_accepted_request
     assert refused.json()["detail"] == (f"model {finished['model_id']!r} has 1 texts waiting (limit 1); retry shortly")
     assert [answer.status_code for answer in answers] == [200, 200]
 
+
 def test_a_corrupt_model_is_reported_not_served(service, finished):
     model_id = finished["model_id"]
     weights = service.settings.resolved_artifacts_dir / "models" / model_id / "model.safetensors"
@@ -357,4 +358,3 @@ def test_deleting_a_model_removes_it_everywhere(service, finished):
     gone = service.client.post(f"/v1/models/{model_id}/predict", headers=service.headers, json={"inputs": ["a"]})
     assert gone.status_code == 404
     assert not (service.settings.resolved_artifacts_dir / "models" / model_id).exists()
-

@@ -1,15 +1,27 @@
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
-from app.api.deps import CatalogDep, SessionDep, SettingsDep, StoreDep, TenantDep, get_model_cache, get_serving
-from app.api.rate_limits import PredictLimit
+from app.api.deps import (
+    CatalogDep,
+    SessionDep,
+    SettingsDep,
+    StoreDep,
+    TenantDep,
+    bearer_key,
+    get_model_cache,
+    get_serving,
+    unauthorized,
+)
+from app.api.rate_limits import spend
 from app.config import Settings
+from app.db.session import get_engine
 from app.schemas.resources import ModelPublic, ModelsPublic, PredictRequest, PredictResponse
 from app.services import models as service
-from app.services.errors import InvalidInput, RateLimited
+from app.services.errors import InvalidInput, NotFound, RateLimited
+from app.services.models import Servable
 from app.serving.errors import Overloaded, Unloaded
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -44,13 +56,32 @@ def delete_model(
     cache.evict(model_id)
 
 
-@router.post("/{model_id}/predict", response_model=PredictResponse, dependencies=[PredictLimit])
-async def predict(
+async def servable_model(
+    request: Request,
     model_id: str,
+    settings: SettingsDep,
+    authorization: Annotated[str | None, Header()] = None,
+) -> Servable:
+    """Authenticate (401), spend a predict token (429), find the caller's model (404): one query in
+    one threadpool hop, the predict route's whole database work."""
+    key = bearer_key(authorization)
+    if key is None:
+        raise unauthorized()
+    engine = get_engine(settings.resolved_database_url)
+    live, servable = await run_in_threadpool(service.find_servable, engine, key=key, model_id=model_id)
+    if not live:
+        raise unauthorized()
+    spend(request, "predict", key)
+    if servable is None:
+        raise NotFound(f"model {model_id!r} not found")
+    return servable
+
+
+@router.post("/{model_id}/predict", response_model=PredictResponse)
+async def predict(
     body: PredictRequest,
-    session: SessionDep,
+    model: Annotated[Servable, Depends(servable_model)],
     store: StoreDep,
-    tenant: TenantDep,
     settings: SettingsDep,
     catalog: CatalogDep,
     serving: Annotated[Any, Depends(get_serving)],
@@ -58,17 +89,15 @@ async def predict(
     """Labels and class probabilities for each input text, in order. Concurrent requests share
     forward passes (the micro-batcher); the event loop never waits on the model."""
     check_inputs(body, settings)
-    model = await run_in_threadpool(service.get_model, session, tenant_id=tenant.id, model_id=model_id)
-    pairs = bool(model.spec.get("text_fields"))
-    if any(isinstance(text, tuple) != pairs for text in body.inputs):
-        shape = "[first, second] pairs" if pairs else "strings"
-        raise InvalidInput(f"inputs: model {model_id!r} takes {shape}")
-    session.close()  # release the connection before the forward pass
+    if any(isinstance(text, tuple) != model.takes_pairs for text in body.inputs):
+        shape = "[first, second] pairs" if model.takes_pairs else "strings"
+        raise InvalidInput(f"inputs: model {model.id!r} takes {shape}")
     directory, base = store.model_dir(model.id), catalog.get(model.base_model).path
     for attempt in (1, 2):  # a model evicted while its request waited is loaded again, once
-        served = await run_in_threadpool(
-            serving.cache.get, model.id, directory, base, lambda: store.verify_model(model.id)
-        )
+        served = serving.cache.peek(model.id)
+        if served is None:  # loading reads and checks files: off the event loop
+            verify = lambda: store.verify_model(model.id)  # noqa: E731
+            served = await asyncio.wrap_future(serving.load(model.id, directory, base, verify))
         try:
             future = serving.batcher.submit(served, body.inputs)
         except Overloaded as error:
