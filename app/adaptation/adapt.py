@@ -19,6 +19,7 @@ from app.adaptation.checkpoint import Checkpoints
 from app.adaptation.data import LabeledTexts, TaskData, stratified_split
 from app.adaptation.inference import predict_proba
 from app.adaptation.model import TextClassifier, count_parameters, load_pretrained_encoder
+from app.adaptation.precision import resolve as resolve_precision
 from app.adaptation.regularizers import REGULARIZERS, Regularizer, RegularizerContext
 from app.adaptation.strategies import STRATEGIES
 from app.adaptation.tasks import TASKS, label_names
@@ -118,15 +119,17 @@ def adapt(
     STRATEGIES.get(spec.optimization.train)(model)
     model.to(device)
     _, total = count_parameters(model)
+    compute = "bf16" if resolve_precision(spec.training.precision, device) == torch.bfloat16 else "fp32"
     callbacks.on_event(
         "training_started",
-        f"{len(train)} train / {len(validation or [])} validation examples on {device.type}",
+        f"{len(train)} train / {len(validation or [])} validation examples on {device.type} ({compute})",
         {
             "train_examples": len(train),
             "validation_examples": len(validation or []),
             "validation_held_out_from_train": held_out,
             "labels": labels,
             "device": device.type,
+            "precision": compute,
         },
     )
     started = time.monotonic()
@@ -158,6 +161,7 @@ def adapt(
         "validation_held_out_from_train": held_out,
         "stopped_early": outcome.stopped_early,
         "features_cached": outcome.features_cached,
+        "precision": compute,
         "resumed_from_step": outcome.resumed_from_step,
         "history": outcome.history,
         "phases": outcome.phases,

@@ -1,0 +1,53 @@
+"""Every benchmark script still runs, at its --smoke size (seconds of work, numbers meaningless).
+
+No pass/fail on speed here: the benchmarks' numbers are for the README table, taken on a quiet
+machine; CI only keeps the scripts working and their result files complete."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASETS = ROOT.parent / "shared" / "datasets" / "trec"
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not DATASETS.exists(), reason="needs ../shared/datasets/trec"),
+]
+
+
+def run(script: str, out: Path, *extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("THAW_")}
+    command = [sys.executable, str(ROOT / "benchmarks" / script), "--smoke", "--out", str(out), *extra]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def test_training_benchmark_measures_anchor_and_thaw_side_by_side(tmp_path):
+    result = run("training.py", tmp_path / "training.json", "--sections", "anchor,thaw")
+    rows = [row for section in ("anchor", "thaw") for row in result["sections"][section]["rows"]]
+    assert {row["side"] for row in rows} == {"anchor", "thaw"}
+    for row in rows:
+        assert row["train_seconds"] > 0 and 0 <= row["test_accuracy"] <= 1
+
+
+def test_serving_benchmark_measures_both_servers_and_memory(tmp_path):
+    result = run("serving.py", tmp_path / "serving.json")
+    servers = {row["server"] for row in result["rows"]}
+    assert servers == {"anchor", "thaw"}
+    assert all(row["errors"] == 0 and row["requests_per_second"] > 0 for row in result["rows"])
+    assert result["memory"]["adapters"] >= 1 and result["memory"]["adapters_bytes"] > 0
+
+
+def test_serving_accuracy_benchmark_compares_every_switch(tmp_path):
+    result = run("serving_accuracy.py", tmp_path / "accuracy.json")
+    assert {(row["recipe"], row["serving"]) for row in result["rows"]} == {
+        (recipe, switch) for recipe in ("fine_tuning", "adapters") for switch in ("fp32", "bf16", "int8")
+    }
+    fp32 = [row for row in result["rows"] if row["serving"] == "fp32"]
+    assert all(row["agreement_with_fp32"] == 1.0 and row["max_probability_change"] == 0 for row in fp32)
