@@ -147,16 +147,38 @@ def rss_bytes(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for process {pid}")
 
 
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) the threads of a process have used, summed by thread name."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    used: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # a thread that ended meanwhile
+        used[name] = used.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+    return used
+
+
+def cpu_per_request(before: dict[str, float], after: dict[str, float], requests: float) -> dict[str, float]:
+    """Server CPU milliseconds per request over a measurement, warm-up included (so slightly high),
+    OpenMP's spin-waiting included. (Per thread it cannot be split further: OpenMP's worker threads
+    take the name of the thread that started them.)"""
+    total = sum(after.get(name, 0.0) - before.get(name, 0.0) for name in after)
+    return {"server_cpu_ms_per_request": round(1000 * total / requests, 3)}
+
+
 # ---- the anchor ------------------------------------------------------------------------------------
 
 
-def start_anchor(processes: Processes) -> str:
+def start_anchor(processes: Processes) -> tuple[str, int]:
     port = free_port()
     command = [sys.executable, str(ROOT / "benchmarks" / "pipeline_server.py"), "--port", str(port)]
     process = processes.start("anchor", command)
     url = f"http://127.0.0.1:{port}"
     wait_healthy(url, process, processes)
-    return url
+    return url, process.pid
 
 
 # ---- Thaw ------------------------------------------------------------------------------------------
@@ -406,7 +428,8 @@ def measurement(
     }
 
 
-def load_tests(args, scratch: Path, processes: Processes, anchor_url: str, service: ThawService, models: dict):
+def load_tests(args, scratch: Path, processes: Processes, anchor: tuple[str, int], service: ThawService, models: dict):
+    anchor_url, anchor_pid = anchor
     texts = [r["text"] for r in trec_test_rows()]
     random.Random(0).shuffle(texts)
     texts_path = scratch / "texts.json"
@@ -425,8 +448,12 @@ def load_tests(args, scratch: Path, processes: Processes, anchor_url: str, servi
         configs.append(measurement("thaw", scenario, service.url, paths, service.headers, most, args, texts_path))
     rows = []
     for config in configs:
+        pid = anchor_pid if config["server"] == "anchor" else service.api.pid
+        before = thread_cpu_seconds(pid)
         result = run_load_test(config, scratch, processes)
-        row = {"server": config["server"], "scenario": config["scenario"], **result}
+        requests = result["requests_per_second"] * (config["warmup"] + config["seconds"])
+        cpu = cpu_per_request(before, thread_cpu_seconds(pid), max(requests, 1.0))
+        row = {"server": config["server"], "scenario": config["scenario"], **result, **cpu}
         rows.append(row)
         print(
             f"{row['server']:6} {row['scenario']:22} {row['clients']:3} clients: "
@@ -448,8 +475,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             models = train_models(service, args, trec_train_rows())
             service.stop_worker()
             memory = measure_memory(service, models, trec_test_rows()[0]["text"])
-            anchor_url = start_anchor(processes)
-            rows = load_tests(args, scratch, processes, anchor_url, service, models)
+            anchor = start_anchor(processes)
+            rows = load_tests(args, scratch, processes, anchor, service, models)
         except BaseException:
             for process in processes.running:  # the servers' own words, before their logs are deleted
                 print(f"--- {processes.logs[process.pid].name}:\n{processes.log_tail(process)}", file=sys.stderr)

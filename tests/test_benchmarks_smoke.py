@@ -51,3 +51,9 @@ def test_serving_accuracy_benchmark_compares_every_switch(tmp_path):
     }
     fp32 = [row for row in result["rows"] if row["serving"] == "fp32"]
     assert all(row["agreement_with_fp32"] == 1.0 and row["max_probability_change"] == 0 for row in fp32)
+
+
+def test_forward_throughput_benchmark_measures_every_switch(tmp_path):
+    result = run("forward_throughput.py", tmp_path / "forward.json")
+    assert {row["serving"] for row in result["rows"]} == {"fp32", "bf16", "int8"}
+    assert all(row["texts_per_second"] > 0 for row in result["rows"])

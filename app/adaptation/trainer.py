@@ -214,9 +214,12 @@ class Trainer:
         # A frozen encoder gives the same features every epoch: compute them once.
         outcome.features_cached = True
         self.callbacks.on_event("features_cached", "frozen encoder: features computed once per example", {})
+        with autocast(self.device, self.dtype):  # the one forward pass of a feature-extraction job
+            train_features = reduce_all(self.model, train_tokens)
+            validation_features = None if validation_tokens is None else reduce_all(self.model, validation_tokens)
         return (
-            FeatureBatches(reduce_all(self.model, train_tokens), train_tokens.labels, cfg.batch_size),
-            None if validation_tokens is None else FeatureBatches(reduce_all(self.model, validation_tokens), None, 256),
+            FeatureBatches(train_features, train_tokens.labels, cfg.batch_size),
+            None if validation_features is None else FeatureBatches(validation_features, None, 256),
         )
 
     def _logits(self, batch: Batch) -> torch.Tensor:
