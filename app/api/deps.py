@@ -41,7 +41,9 @@ SessionDep = Annotated[Session, Depends(get_session)]
 
 def bearer_key(authorization: str | None) -> str | None:
     scheme, _, key = (authorization or "").partition(" ")
-    return key.strip() or None if scheme.lower() == "bearer" else None
+    if scheme.lower() != "bearer":
+        return None
+    return key.strip() or None
 
 
 def unauthorized() -> HTTPException:

@@ -69,5 +69,4 @@ def rate_limited(kind: str) -> Callable[..., Awaitable[None]]:
     return spend_token
 
 
-PredictLimit = Depends(rate_limited("predict"))
 JobsLimit = Depends(rate_limited("jobs"))

@@ -93,7 +93,8 @@ async def predict(
         shape = "[first, second] pairs" if model.takes_pairs else "strings"
         raise InvalidInput(f"inputs: model {model.id!r} takes {shape}")
     directory, base = store.model_dir(model.id), catalog.get(model.base_model).path
-    for attempt in (1, 2):  # a model evicted while its request waited is loaded again, once
+
+    async def predict_once() -> list:
         served = serving.cache.peek(model.id)
         if served is None:  # loading reads and checks files: off the event loop
             verify = lambda: store.verify_model(model.id)  # noqa: E731
@@ -102,12 +103,12 @@ async def predict(
             future = serving.batcher.submit(served, body.inputs)
         except Overloaded as error:
             raise RateLimited(str(error), retry_after=1) from None
-        try:
-            return PredictResponse(predictions=await asyncio.wrap_future(future))
-        except Unloaded:
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
+        return await asyncio.wrap_future(future)
+
+    try:
+        return PredictResponse(predictions=await predict_once())
+    except Unloaded:  # evicted while the request waited: loaded again, once
+        return PredictResponse(predictions=await predict_once())
 
 
 def check_inputs(body: PredictRequest, settings: Settings) -> None:
