@@ -19,6 +19,7 @@ from app.adaptation.checkpoint import Checkpoints
 from app.adaptation.data import LabeledTexts, TaskData, stratified_split
 from app.adaptation.inference import predict_proba
 from app.adaptation.model import TextClassifier, count_parameters, load_pretrained_encoder
+from app.adaptation.precision import allow_tf32
 from app.adaptation.precision import resolve as resolve_precision
 from app.adaptation.regularizers import REGULARIZERS, Regularizer, RegularizerContext
 from app.adaptation.strategies import STRATEGIES
@@ -114,6 +115,8 @@ def adapt(
     task = TASKS.get(spec.task)(labels, spec.threshold)
     seed_everything(spec.training.seed)
     device = pick_device()
+    if device.type == "cuda":
+        allow_tf32()  # the fp32 products that autocast leaves (and all of a `precision: fp32` job)
     encoder, tokenizer = load_base(base_model_path)
     model = TextClassifier(encoder, spec.model, len(labels))
     STRATEGIES.get(spec.optimization.train)(model)
