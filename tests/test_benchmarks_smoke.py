@@ -60,3 +60,10 @@ def test_forward_throughput_benchmark_measures_every_switch(tmp_path):
     result = run("forward_throughput.py", tmp_path / "forward.json")
     assert {row["serving"] for row in result["rows"]} == {"fp32", "bf16", "int8"}
     assert all(row["texts_per_second"] > 0 for row in result["rows"])
+
+
+def test_serving_profile_groups_the_api_process_cpu(tmp_path):
+    result = run("profile_serving.py", tmp_path / "profile.json")
+    shares = result["cpu_share"]
+    assert "forward pass (torch, transformers)" in shares
+    assert abs(sum(shares.values()) - 1) < 0.01
