@@ -8,7 +8,8 @@ of `thaw serve` while the load generator of serving.py runs, grouped by what the
 The service, the model (a fine_tuning job through the API) and the load are serving.py's. py-spy
 (a dev dependency) samples at 200 Hz without stopping the process (--nonblocking), which makes its
 idle detection approximate: the thread-pool and event-loop shares include some waiting. Each sample
-is put in the first group whose marker appears in its stack, innermost frame first. Results: benchmarks/results/profile-serving.json.
+is put in the first group whose marker appears in its stack, innermost frame first.
+Results: benchmarks/results/profile-serving.json.
 """
 
 from __future__ import annotations
