@@ -106,21 +106,24 @@ class MicroBatcher:
                 return self._calls.popleft()
             oldest = self._pending[0]
             deadline = oldest.arrived + self.max_wait
+            same = self._same_deployment(oldest)
             while (
                 self._last_batch_requests > 1
-                and len(self._same_deployment(oldest)) < self._last_batch_requests
-                and self._texts(self._same_deployment(oldest)) < self.max_batch
+                and len(same) < self._last_batch_requests
+                and self._texts(same) < self.max_batch
                 and (left := deadline - time.monotonic()) > 0
             ):
                 self._changed.wait(left)
+                same = self._same_deployment(oldest)
             batch, texts = [], 0
-            for pending in self._same_deployment(oldest):
+            for pending in same:
                 if batch and texts + len(pending.texts) > self.max_batch:
                     break
                 batch.append(pending)
                 texts += len(pending.texts)
+            taken = {id(pending) for pending in batch}
+            self._pending = deque(p for p in self._pending if id(p) not in taken)
             for pending in batch:
-                self._pending.remove(pending)
                 self._queued[pending.served.key] -= len(pending.texts)
                 if not self._queued[pending.served.key]:
                     del self._queued[pending.served.key]
