@@ -1,35 +1,46 @@
-"""`adapt(spec, data, base_model_path, callbacks) -> AdaptationResult`: one adaptation job, no server needed."""
+"""`adapt(spec, data, base_model_path, callbacks) -> AdaptationResult`: one adaptation job, no server needed.
+
+The order of a job: its stages (on the encoder), then the main task with its objectives and sampled
+auxiliary tasks, then optionally the main task alone. An ensemble runs this for each member.
+"""
 
 from __future__ import annotations
 
 import random
 import resource
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from app.adaptation.artifact import save_classifier
 from app.adaptation.callbacks import Callbacks, SilentCallbacks
 from app.adaptation.checkpoint import Checkpoints
-from app.adaptation.data import LabeledTexts, TaskData, stratified_split
+from app.adaptation.data import TaskData
 from app.adaptation.inference import predict_proba
+from app.adaptation.labels import InvalidTaskData, check_labels, split_validation
 from app.adaptation.model import TextClassifier, count_parameters, load_pretrained_encoder
+from app.adaptation.multitask import sampled_tasks
+from app.adaptation.objectives import ObjectiveContext, build_objectives
+from app.adaptation.objectives.masked_lm import MainTextMaskedLM
+from app.adaptation.objectives.slices import slice_metrics
 from app.adaptation.precision import allow_tf32
 from app.adaptation.precision import resolve as resolve_precision
 from app.adaptation.regularizers import REGULARIZERS, Regularizer, RegularizerContext
+from app.adaptation.resources import Resources
+from app.adaptation.stages import run_stages
 from app.adaptation.strategies import STRATEGIES
-from app.adaptation.tasks import TASKS, label_names
-from app.adaptation.trainer import Trainer, evaluate
+from app.adaptation.student import cut_encoder
+from app.adaptation.tasks import TASKS
+from app.adaptation.trainer import Trainer, TrainOutcome, evaluate
 from app.schemas.spec import JobSpec
 
-
-class InvalidTaskData(ValueError):
-    """The data cannot train this task (one class, labels unseen in training, ...)."""
+__all__ = ["AdaptationResult", "InvalidTaskData", "Resources", "adapt", "save_result"]
 
 
 class BaseModelUnloadable(RuntimeError):
@@ -44,17 +55,9 @@ def load_base(path: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
 
 
 @dataclass
-class Resources:
-    """Inputs beyond the task data that some units need, resolved by whoever runs the engine."""
-
-    texts: dict[str, list[str]] = field(default_factory=dict)  # dataset id -> texts (EWC's Fisher data)
-    source_models: dict[str, TextClassifier] = field(default_factory=dict)  # model id -> model
-
-
-@dataclass
 class AdaptationResult:
-    model: TextClassifier
-    tokenizer: PreTrainedTokenizerBase
+    model: TextClassifier | None  # None for an ensemble, whose members hold the models
+    tokenizer: PreTrainedTokenizerBase | None
     labels: list[str]
     metrics: dict[str, Any]
     threshold: float | None
@@ -62,6 +65,7 @@ class AdaptationResult:
     total_params: int
     train_seconds: float
     peak_memory_bytes: int
+    members: list[tuple[JobSpec, AdaptationResult]] = field(default_factory=list)  # an ensemble's
 
 
 def seed_everything(seed: int) -> None:
@@ -72,26 +76,6 @@ def seed_everything(seed: int) -> None:
 
 def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def split_validation(spec: JobSpec, data: TaskData) -> tuple[LabeledTexts, LabeledTexts | None, bool]:
-    """(train, validation, held_out): without a validation set, hold out a stratified share of train,
-    unless that share is 0 (every row trains, there is no validation)."""
-    if data.validation is not None or spec.data.validation_fraction == 0:
-        return data.train, data.validation, False
-    train, validation = stratified_split(data.train, spec.data.validation_fraction, spec.training.seed)
-    return train, validation, True
-
-
-def check_labels(task: str, train: LabeledTexts, others: dict[str, LabeledTexts | None]) -> list[str]:
-    labels = label_names(task, train.labels)
-    if len(labels) < 2:
-        raise InvalidTaskData(f"the training data has only one class ({labels[0]!r}); need at least two")
-    for name, data in others.items():
-        unseen = sorted(set(label_names(task, data.labels)) - set(labels)) if data is not None else []
-        if unseen:
-            raise InvalidTaskData(f"{name} has labels that train does not: {', '.join(map(repr, unseen[:10]))}")
-    return labels
 
 
 def build_regularizers(spec: JobSpec, context: RegularizerContext) -> list[Regularizer]:
@@ -109,15 +93,29 @@ def adapt(
 ) -> AdaptationResult:
     """Train one job. With `checkpoints`, the run writes them as it goes and, when one exists
     already (a run of the same spec and data that died or paused), goes on from it."""
-    callbacks = callbacks or SilentCallbacks()
+    callbacks, resources = callbacks or SilentCallbacks(), resources or Resources()
+    if spec.ensemble is not None:
+        from app.adaptation.ensemble import adapt_ensemble  # it calls adapt for each member
+
+        return adapt_ensemble(spec, data, base_model_path, callbacks, progress_interval, resources, checkpoints)
     train, validation, held_out = split_validation(spec, data)
     labels = check_labels(spec.task, train, {"validation": validation, "test": data.test})
+    if spec.teacher is not None:
+        labels = teacher_labels(spec.teacher, resources, labels)
     task = TASKS.get(spec.task)(labels, spec.threshold)
     seed_everything(spec.training.seed)
     device = pick_device()
     if device.type == "cuda":
         allow_tf32()  # the fp32 products that autocast leaves (and all of a `precision: fp32` job)
     encoder, tokenizer = load_base(base_model_path)
+    if spec.student_layers is not None:
+        depth = encoder.config.num_hidden_layers
+        kept = cut_encoder(encoder, spec.student_layers)
+        callbacks.on_event("student", f"student: layers {kept} of the base model's {depth} kept", {"layers": kept})
+    encoder.to(device)
+    started = time.monotonic()
+    phased = checkpoints is not None and (bool(spec.stages) or spec.main_task_epochs > 0)
+    stage_reports = run_stages(spec, encoder, tokenizer, resources, callbacks, progress_interval, checkpoints)
     model = TextClassifier(encoder, spec.model, len(labels))
     STRATEGIES.get(spec.optimization.train)(model)
     model.to(device)
@@ -135,8 +133,6 @@ def adapt(
             "precision": compute,
         },
     )
-    started = time.monotonic()
-    resources = resources or Resources()
     context = RegularizerContext(
         model,
         tokenizer,
@@ -148,10 +144,25 @@ def adapt(
         resources.source_models,
     )
     regularizers = build_regularizers(spec, context)
-    trainer = Trainer(model, tokenizer, task, spec, callbacks, progress_interval, regularizers)
-    outcome = trainer.fit(train, validation, checkpoints)
+    objectives = build_objectives(ObjectiveContext(spec, model, tokenizer, device, train, task, resources, callbacks))
+    sampled = sampled_tasks(spec, tokenizer, resources, model)
+    trainer = Trainer(model, tokenizer, task, spec, callbacks, progress_interval, regularizers, objectives, sampled)
+    outcome = trainer.fit(train, validation, checkpoints.phase("main") if phased else checkpoints)
+    touched = set(trainer.touched)
+    if spec.main_task_epochs:  # then the main task alone: no sampled tasks, no masked-LM task on its text
+        alone = spec.model_copy(
+            update={"tasks": [], "training": spec.training.model_copy(update={"epochs": spec.main_task_epochs})}
+        )
+        plain = [o for o in objectives if not isinstance(o, MainTextMaskedLM)]
+        finish = Trainer(
+            model, tokenizer, task, alone, callbacks, progress_interval, regularizers, plain, stage="main task alone"
+        )
+        finished = finish.fit(train, validation, checkpoints.phase("main-alone") if phased else None)
+        touched |= finish.touched
+        outcome = merge_outcomes(outcome, finished)
+    model.extra_heads = nn.ModuleDict()  # training-only heads are not part of the model
     # What trained is what an unfreezing schedule actually thawed (top_only never thaws the bottom).
-    trainable = sum(p.numel() for name, p in model.named_parameters() if name in trainer.touched)
+    trainable = sum(p.numel() for name, p in model.named_parameters() if name in touched)
     # Settle the threshold on the kept model, before anything is tested with it.
     if task.multi_label and validation is not None:
         probabilities = predict_proba(model, tokenizer, validation.texts, spec.training.max_length, multi_label=True)
@@ -168,11 +179,65 @@ def adapt(
         "resumed_from_step": outcome.resumed_from_step,
         "history": outcome.history,
         "phases": outcome.phases,
+        **signal_metrics(spec, stage_reports, outcome),
     }
     if data.test is not None:
         metrics["test"] = evaluate(model, tokenizer, data.test, task, spec.training.max_length)
+    if spec.slices:
+        metrics["slices"] = {
+            name: slice_metrics(
+                spec,
+                tokenizer,
+                part,
+                predict_proba(model, tokenizer, part.texts, spec.training.max_length, multi_label=task.multi_label),
+                task,
+            )
+            for name, part in (("validation", validation), ("test", data.test))
+            if part is not None
+        }
     return AdaptationResult(
         model.cpu(), tokenizer, labels, metrics, task.threshold, trainable, total, train_seconds, _peak_memory(device)
+    )
+
+
+def teacher_labels(teacher_id: str, resources: Resources, labels: list[str]) -> list[str]:
+    """A student predicts the teacher's labels, in the teacher's order; its data may use fewer."""
+    teacher = resources.teachers[teacher_id]
+    outside = sorted(set(labels) - set(teacher.labels))
+    if outside:
+        raise InvalidTaskData(
+            f"the training data has labels the teacher {teacher_id!r} does not: {', '.join(map(repr, outside[:10]))}"
+        )
+    return list(teacher.labels)
+
+
+def signal_metrics(spec: JobSpec, stage_reports: list[dict[str, Any]], outcome: TrainOutcome) -> dict[str, Any]:
+    metrics: dict[str, Any] = {}
+    if stage_reports:
+        metrics["stages"] = stage_reports
+    if spec.tasks:
+        metrics["task_steps"] = outcome.task_steps
+    if spec.teacher is not None:
+        metrics["distillation"] = {"teacher": spec.teacher, "student_layers": spec.student_layers}
+    return metrics
+
+
+def merge_outcomes(first: TrainOutcome, then: TrainOutcome) -> TrainOutcome:
+    """A run in two parts (multi-task, then the main task alone) as one: the second part's kept
+    epoch is the model's, numbered after the first part's epochs."""
+    epochs = max((entry["epoch"] for entry in first.history), default=first.best_epoch)
+    history = first.history + [
+        {**entry, "epoch": entry["epoch"] + epochs, "part": "main task alone"} for entry in then.history
+    ]
+    return replace(
+        then,
+        best_epoch=then.best_epoch + epochs,
+        history=history,
+        phases=first.phases + then.phases,
+        steps=first.steps + then.steps,
+        task_steps={
+            k: first.task_steps.get(k, 0) + then.task_steps.get(k, 0) for k in first.task_steps | then.task_steps
+        },
     )
 
 
@@ -183,7 +248,12 @@ def _peak_memory(device: torch.device) -> int:
 
 
 def save_result(result: AdaptationResult, spec: JobSpec, directory: Path) -> int:
-    """Write a finished job's model; strategies that freeze the base store only their own weights."""
+    """Write a finished job's model; strategies that freeze the base store only their own weights,
+    unless stages or a cut changed the encoder they sit on."""
+    if result.members:
+        from app.adaptation.ensemble import save_ensemble
+
+        return save_ensemble(result, spec, directory)
     return save_classifier(
         result.model,
         result.tokenizer,
@@ -192,7 +262,7 @@ def save_result(result: AdaptationResult, spec: JobSpec, directory: Path) -> int
         spec.training.max_length,
         directory,
         base_model=spec.base_model,
-        own_weights_only=spec.optimization.train != "all",
+        own_weights_only=spec.optimization.train != "all" and not spec.trains_own_encoder,
         task=spec.task,
         threshold=result.threshold,
     )

@@ -12,13 +12,17 @@ A model with only its own weights loads over a fresh copy of its base model.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
+from app.adaptation.data import Text
+from app.adaptation.inference import predict_proba
 from app.adaptation.model import TextClassifier, load_pretrained_encoder
 from app.schemas.spec import ModelConfig
 
@@ -34,6 +38,11 @@ class LoadedClassifier:
     max_length: int
     multi_label: bool = False
     threshold: float | None = None
+
+    def probabilities(self, texts: Sequence[Text], temperature: float = 1.0) -> torch.Tensor:
+        return predict_proba(
+            self.model, self.tokenizer, texts, self.max_length, multi_label=self.multi_label, temperature=temperature
+        )
 
 
 def save_classifier(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 
@@ -55,3 +55,22 @@ class Cancelled(Exception):
 class Paused(Exception):
     """Raised inside the training loop when the caller asked it to pause: a checkpoint was written
     just before, and a later run with the same checkpoints goes on from it."""
+
+
+class Labelled:
+    """Reports of one part of a job (a stage, an ensemble member), marked as that part's."""
+
+    def __init__(self, callbacks: Callbacks, label: str, data: dict[str, Any]) -> None:
+        self.callbacks, self.label, self.data = callbacks, label, data
+
+    def on_progress(self, progress: Progress) -> None:
+        self.callbacks.on_progress(replace(progress, stage=f"{self.label}: {progress.stage}"))
+
+    def on_event(self, kind: str, message: str, data: dict[str, Any]) -> None:
+        self.callbacks.on_event(kind, f"{self.label}: {message}", {**data, **self.data})
+
+    def should_stop(self) -> bool:
+        return self.callbacks.should_stop()
+
+    def should_pause(self) -> bool:
+        return self.callbacks.should_pause()

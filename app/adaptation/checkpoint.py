@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 LATEST = "LATEST"
@@ -83,6 +84,36 @@ class Checkpoints:
 
     def clear(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
+
+    # A job of several runs (stages, ensemble members, a main-task finish) keeps each run's
+    # checkpoints in a folder of its own, and what each finished run handed on, so that a resumed
+    # job skips what it finished. Such a job never saves in the root folder itself, whose `save`
+    # would remove the others.
+
+    def phase(self, name: str) -> Checkpoints:
+        return Checkpoints(self.directory / "phases" / name, self.every_steps)
+
+    def finished_dir(self, name: str) -> Path:
+        """Where the run `name` may leave files of its own when it finishes (an ensemble member's model)."""
+        return self.directory / "finished" / name
+
+    def finished(self, name: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+        """The weights that the run `name` handed on, and what it reported, if it finished."""
+        path = self.directory / "finished" / f"{name}.safetensors"
+        if not path.exists():
+            return None
+        with safe_open(path, "pt") as handle:
+            info = json.loads((handle.metadata() or {}).get("info", "{}"))
+        return load_file(path), info
+
+    def mark_finished(self, name: str, weights: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
+        folder = self.directory / "finished"
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = folder / f".{name}.partial"
+        tensors = {k: v.detach().cpu().contiguous().clone() for k, v in weights.items()}
+        save_file(tensors, partial, metadata={"info": json.dumps(info)})
+        os.replace(partial, folder / f"{name}.safetensors")
+        shutil.rmtree(self.directory / "phases" / name, ignore_errors=True)
 
 
 def _fsync_dir(path: Path) -> None:

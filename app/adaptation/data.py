@@ -72,6 +72,7 @@ class Batch:
     labels: torch.Tensor | None
     features: torch.Tensor | None = None  # cached pooling input, when the encoder is frozen
     token_type_ids: torch.Tensor | None = None  # segment ids of sentence pairs
+    task: str | None = None  # an auxiliary task's batch (multi-task training); None: the main task's
 
 
 class Batches:
@@ -147,3 +148,21 @@ def token_batches(
         types = encoded.get("token_type_ids")
         return Batches(encoded["input_ids"], labels, batch_size, tokenizer.pad_token_id, types)
     return Batches(encode(tokenizer, texts, max_length), labels, batch_size, tokenizer.pad_token_id)
+
+
+class StepBatches:
+    """Batches of an extra data source (unlabeled text) drawn by step number: step s gets the same
+    batch in an unbroken run and in one resumed at s, without any state to checkpoint. Each pass
+    over the data is a fresh shuffle, seeded by the pass's number."""
+
+    def __init__(self, batches: Batches, seed: int) -> None:
+        self.batches, self.seed = batches, seed
+        self.examples = len(batches.ids)
+
+    def at(self, step: int) -> Batch:
+        size = min(self.batches.batch_size, self.examples)
+        per_pass = self.examples // size  # whole batches per pass; the remainder waits for the next shuffle
+        cycle, index = divmod(step, per_pass)
+        order = list(range(self.examples))
+        random.Random(self.seed * 1_000_003 + cycle).shuffle(order)
+        return self.batches.collate(order[index * size : (index + 1) * size])

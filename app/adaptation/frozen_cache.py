@@ -167,8 +167,8 @@ class FrozenBottom:
         self.below, self.outputs = 0, None
         self.apply_modes()
 
-    def logits(self, batch: Batch) -> torch.Tensor:
-        """The model's logits for a training batch, the frozen bottom read from the cache. Call it
+    def pooled(self, batch: Batch) -> torch.Tensor:
+        """The pooled vectors of a training batch, the frozen bottom read from the cache. Call it
         under the job's autocast, as the plain forward pass."""
         assert self.outputs is not None
         hidden = self.outputs.padded(batch.indices, batch.input_ids.shape[1]).to(self.device, self.output_dtype)
@@ -184,7 +184,7 @@ class FrozenBottom:
                 self.layers[index] = layer
             self._stand_ins[-1].output = None
         # Every pooling but scalar_mix (which never gets here) reads the last layer alone.
-        return self.model.from_reduced(self.model.pooling.reduce((last,), inputs["attention_mask"]))
+        return self.model.pooling.combine(self.model.pooling.reduce((last,), inputs["attention_mask"]))
 
     @torch.no_grad()  # not inference_mode: the rows are inputs of the trainable layers' backward pass
     def _build(self, layers: int, data: dict[str, Any]) -> None:

@@ -19,15 +19,17 @@ def predict_proba(
     max_length: int,
     batch_size: int = 64,
     multi_label: bool = False,
+    temperature: float = 1.0,
 ) -> torch.Tensor:
-    """Softmax probabilities (one label per text), or one sigmoid per label (multi_label)."""
+    """Softmax probabilities (one label per text), or one sigmoid per label (multi_label); a
+    `temperature` other than 1 divides the logits first (distillation's softened targets)."""
     model.eval()
     device = next(model.parameters()).device
     batches = token_batches(tokenizer, texts, max_length, None, batch_size)
     probabilities: torch.Tensor | None = None
     for batch in batches.by_length():
         types = None if batch.token_type_ids is None else batch.token_type_ids.to(device)
-        logits = model(batch.input_ids.to(device), batch.attention_mask.to(device), types).float()
+        logits = model(batch.input_ids.to(device), batch.attention_mask.to(device), types).float() / temperature
         if probabilities is None:
             probabilities = torch.empty(len(texts), logits.shape[-1])
         probabilities[batch.indices] = (logits.sigmoid() if multi_label else logits.softmax(dim=-1)).cpu()

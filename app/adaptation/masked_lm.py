@@ -29,3 +29,66 @@ def masked_lm_loss(
     hidden = encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
     logits = tied_lm_logits(encoder, hidden)
     return nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
+
+
+def maskable_positions(input_ids: torch.Tensor, attention_mask: torch.Tensor, special_ids: list[int]) -> torch.Tensor:
+    """Real tokens that are not special ([CLS], [SEP], [PAD], ...): the ones masking may choose."""
+    special = torch.isin(input_ids, torch.tensor(special_ids, dtype=input_ids.dtype, device=input_ids.device))
+    return attention_mask.bool() & ~special
+
+
+class TiedLMHead(nn.Module):
+    """A masked-LM head for an encoder shipped without one (as BERT's: dense, GELU, LayerNorm, then the
+    input embeddings transposed, plus a bias). The transform starts as the identity and the bias at
+    zero, so the first steps score tokens by their similarity to the encoder's last layer instead of
+    by random weights, and do not push noise into the encoder."""
+
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        hidden = encoder.config.hidden_size
+        self.dense = nn.Linear(hidden, hidden)
+        nn.init.eye_(self.dense.weight)
+        nn.init.zeros_(self.dense.bias)
+        self.norm = nn.LayerNorm(hidden, eps=encoder.config.layer_norm_eps)
+        self.bias = nn.Parameter(torch.zeros(encoder.config.vocab_size))
+        self._encoder = [encoder]  # a list, so the tied embeddings are not registered twice
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        embeddings = self._encoder[0].get_input_embeddings().weight
+        return self.norm(nn.functional.gelu(self.dense(hidden))) @ embeddings.T + self.bias
+
+
+def masked_lm_step_loss(
+    encoder: nn.Module, head: TiedLMHead, input_ids: torch.Tensor, attention_mask: torch.Tensor, targets: torch.Tensor
+) -> torch.Tensor:
+    """Cross-entropy of the masked positions only; the vocabulary logits are computed for them alone."""
+    hidden = encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    chosen = targets != IGNORE
+    if not chosen.any():
+        return hidden.sum() * 0.0  # nothing masked in this batch (very short texts): no signal, no error
+    return nn.functional.cross_entropy(head(hidden[chosen]).float(), targets[chosen])
+
+
+def lm_head(model: nn.Module) -> TiedLMHead:
+    """The model's tied masked-LM head among its training-only heads, made on first use."""
+    if "lm" not in model.extra_heads:
+        device = model.encoder.get_input_embeddings().weight.device
+        model.extra_heads["lm"] = TiedLMHead(model.encoder).to(device)
+    return model.extra_heads["lm"]
+
+
+def masked_batch_loss(
+    encoder: nn.Module,
+    head: TiedLMHead,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    special_ids: list[int],
+    mask_id: int,
+    rate: float,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """Mask `rate` of a batch's real tokens and score the model's guesses of them (on the ids' device)."""
+    maskable = maskable_positions(input_ids, attention_mask, special_ids)
+    masked, targets = mask_tokens(input_ids.cpu(), maskable.cpu(), mask_id, rate, generator)
+    device = input_ids.device
+    return masked_lm_step_loss(encoder, head, masked.to(device), attention_mask, targets.to(device))

@@ -32,6 +32,9 @@ class TextClassifier(nn.Module):
         hidden = encoder.config.hidden_size
         self.pooling = POOLINGS.get(config.pooling)(hidden, self.num_layers)
         self.head = HEADS.get(config.head)(hidden, num_labels, config)
+        # Heads that only training uses (auxiliary tasks, slices, the masked-LM head); emptied
+        # before the model is saved, so an artifact holds the encoder, pooling and head alone.
+        self.extra_heads = nn.ModuleDict()
         self.encoder_frozen = False
 
     def freeze_encoder(self) -> None:
@@ -57,6 +60,12 @@ class TextClassifier(nn.Module):
 
     def from_reduced(self, reduced: torch.Tensor) -> torch.Tensor:
         return self.head(self.pooling.combine(reduced))
+
+    def pooled(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """One vector per text: what the head, and any extra head, reads."""
+        return self.pooling.combine(self.reduce(input_ids, attention_mask, token_type_ids))
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None

@@ -7,6 +7,7 @@ the unfreezing schedule says which groups train at each step, and regularizers a
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -24,6 +25,8 @@ from app.adaptation.frozen_cache import FrozenBottom, frozen_below, frozen_botto
 from app.adaptation.groups import LayerGroup, layer_groups
 from app.adaptation.inference import predict_proba
 from app.adaptation.model import TextClassifier
+from app.adaptation.multitask import MAIN, MultiTaskBatches, SampledTask
+from app.adaptation.objectives import Objective, StepInputs
 from app.adaptation.optim import build_optimizer, group_learning_rate
 from app.adaptation.precision import autocast, resolve
 from app.adaptation.regularizers import Regularizer
@@ -43,6 +46,7 @@ class TrainOutcome:
     stopped_early: bool = False
     features_cached: bool = False
     resumed_from_step: int | None = None
+    task_steps: dict[str, int] = field(default_factory=dict)  # steps each task trained (multi-task runs)
 
 
 def evaluate(
@@ -62,10 +66,17 @@ class Trainer:
         callbacks: Callbacks,
         progress_interval: float = 1.0,
         regularizers: list[Regularizer] | None = None,
+        objectives: list[Objective] | None = None,
+        sampled: list[SampledTask] | None = None,
+        stage: str = "train",
     ) -> None:
         self.model, self.tokenizer, self.task, self.spec = model, tokenizer, task, spec
         self.callbacks, self.progress_interval = callbacks, progress_interval
         self.regularizers = regularizers or []
+        self.objectives = objectives or []  # extra loss terms of every main-task step
+        self.sampled = {task.name: task for task in sampled or []}  # auxiliary tasks with data of their own
+        self.stage = stage  # what progress reports call this run
+        self.main_weight = math.prod(objective.main_weight for objective in self.objectives)
         self.device = next(model.parameters()).device
         self.dtype = resolve(spec.training.precision, self.device)
         self.groups = layer_groups(model, model.num_layers)
@@ -82,7 +93,8 @@ class Trainer:
         cfg = self.spec.training
         outcome = TrainOutcome(best_epoch=0, best_metrics={})
         train_batches, validation_batches = self._batches(train, validation, outcome)
-        self.frozen = frozen_bottom(self.model, self.spec, self.regularizers, train_batches, self.dtype, self.callbacks)
+        main_batches = train_batches.main if isinstance(train_batches, MultiTaskBatches) else train_batches
+        self.frozen = frozen_bottom(self.model, self.spec, self.regularizers, main_batches, self.dtype, self.callbacks)
         total_steps = len(train_batches) * cfg.epochs
         optimizer = build_optimizer(self.model, self.groups, self.spec)
         schedule, options = SCHEDULES.get(self.spec.optimization.lr_schedule.name), self.spec.optimization.lr_schedule
@@ -101,11 +113,14 @@ class Trainer:
                 position = Position(epoch, outcome.steps, len(train_batches), total_steps)
                 self._enter_phase(position, outcome)
                 self._follow_frozen_bottom(position)
-                loss_sum += self._step(batch, optimizer, scheduler)
-                loss_steps += 1
+                loss = self._step(batch, optimizer, scheduler, outcome.steps)
+                outcome.task_steps[batch.task or MAIN] = outcome.task_steps.get(batch.task or MAIN, 0) + 1
                 outcome.steps += 1
+                if loss is not None:  # the progress loss is the main task's
+                    loss_sum += loss
+                    loss_steps += 1
                 if time.monotonic() - self._last_report >= self.progress_interval:
-                    mean_loss = (loss_sum / loss_steps).item()
+                    mean_loss = (loss_sum / loss_steps).item() if loss_steps else None
                     loss_sum, loss_steps = torch.zeros((), device=self.device), 0
                     self._report(epoch, outcome.steps, total_steps, mean_loss, scheduler.get_last_lr()[-1])
                 if checkpoints is None or done == len(train_batches):
@@ -209,7 +224,10 @@ class Trainer:
         validation_tokens = None
         if validation is not None:
             validation_tokens = token_batches(self.tokenizer, validation.texts, cfg.max_length, None, 64)
-        if not self.model.encoder_frozen or any(r.needs_inputs for r in self.regularizers):
+        if self.sampled:
+            return MultiTaskBatches(train_tokens, list(self.sampled.values()), self.spec), validation_tokens
+        needs_inputs = [*self.regularizers, *self.objectives]
+        if not self.model.encoder_frozen or any(unit.needs_inputs for unit in needs_inputs):
             return train_tokens, validation_tokens
         # A frozen encoder gives the same features every epoch: compute them once.
         outcome.features_cached = True
@@ -225,10 +243,13 @@ class Trainer:
     def _logits(self, batch: Batch) -> torch.Tensor:
         """fp32 logits; the forward pass runs in the job's compute dtype."""
         with autocast(self.device, self.dtype):
-            if batch.features is not None:
-                return self.model.from_reduced(batch.features.to(self.device)).float()
-            types = None if batch.token_type_ids is None else batch.token_type_ids.to(self.device)
-            return self.model(batch.input_ids.to(self.device), batch.attention_mask.to(self.device), types).float()
+            return self.model.head(self._pooled(batch)).float()
+
+    def _pooled(self, batch: Batch) -> torch.Tensor:
+        if batch.features is not None:
+            return self.model.pooling.combine(batch.features.to(self.device))
+        types = None if batch.token_type_ids is None else batch.token_type_ids.to(self.device)
+        return self.model.pooled(batch.input_ids.to(self.device), batch.attention_mask.to(self.device), types)
 
     @torch.inference_mode()
     def _evaluate(self, batches: Batches | FeatureBatches, gold: list) -> dict[str, Any]:
@@ -247,21 +268,37 @@ class Trainer:
         if self.frozen is not None:
             self.frozen.apply_modes()  # no dropout in the groups frozen under the trainable ones
 
-    def _train_logits(self, batch: Batch) -> torch.Tensor:
-        if self.frozen is None or not self.frozen.caching:
-            return self._logits(batch)
+    def _train_forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(fp32 logits, pooled vectors) of a main-task training batch, in the job's compute dtype."""
         with autocast(self.device, self.dtype):
-            return self.frozen.logits(batch).float()
+            cached = self.frozen is not None and self.frozen.caching
+            pooled = self.frozen.pooled(batch) if cached else self._pooled(batch)
+            return self.model.head(pooled).float(), pooled
 
-    def _step(self, batch: Batch, optimizer, scheduler) -> torch.Tensor:
-        logits = self._train_logits(batch)
+    def _step(self, batch: Batch, optimizer, scheduler, step: int) -> torch.Tensor | None:
+        """One optimizer step; returns the main task's loss (None for an auxiliary task's step)."""
+        if batch.task is not None:
+            with autocast(self.device, self.dtype):
+                total = self.sampled[batch.task].loss(self.model, batch, step).float()
+            self._update(total, optimizer, scheduler)
+            return None
+        logits, pooled = self._train_forward(batch)
         loss = self.task.loss(logits, batch.labels.to(self.device))
-        total = loss
+        total = loss * self.main_weight if self.main_weight != 1.0 else loss
+        if self.objectives:
+            inputs = StepInputs(batch, logits, pooled, step)
+            with autocast(self.device, self.dtype):
+                for objective in self.objectives:
+                    total = total + objective.loss(self.model, inputs).float()
         for regularizer in self.regularizers:
             ids = None if batch.input_ids is None else batch.input_ids.to(self.device)
             mask = None if batch.attention_mask is None else batch.attention_mask.to(self.device)
             with autocast(self.device, self.dtype):
                 total = total + regularizer.penalty(self.model, ids, mask, logits).float()
+        self._update(total, optimizer, scheduler)
+        return loss.detach()
+
+    def _update(self, total: torch.Tensor, optimizer, scheduler) -> None:
         total.backward()
         if self.spec.optimization.max_grad_norm is not None:
             trainable = [p for p in self.model.parameters() if p.grad is not None]
@@ -269,7 +306,6 @@ class Trainer:
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        return loss.detach()
 
     # ---- unfreezing ----------------------------------------------------------------------------
 
@@ -355,7 +391,9 @@ class Trainer:
     def _report(self, epoch: int, step: int, total: int, loss: float | None, lr: float | None) -> None:
         self._last_report = time.monotonic()
         elapsed = self._last_report - self._started
-        self.callbacks.on_progress(Progress("train", epoch, self.spec.training.epochs, step, total, elapsed, loss, lr))
+        self.callbacks.on_progress(
+            Progress(self.stage, epoch, self.spec.training.epochs, step, total, elapsed, loss, lr)
+        )
         if self.callbacks.should_stop():
             raise Cancelled(f"stopped at step {step} of {total}")
         self._pause_requested = self.callbacks.should_pause()

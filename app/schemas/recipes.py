@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
+
 from app.schemas.spec import JobSpec
 
 RECIPES: dict[str, dict[str, Any]] = {
@@ -74,8 +76,21 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
-class UnknownRecipe(ValueError):
+class SpecError(ValueError):
+    """A spec that cannot be expanded; the message names the bad field."""
+
+
+class UnknownRecipe(SpecError):
     pass
+
+
+def describe(error: ValidationError, where: str = "") -> str:
+    """pydantic's errors as `field.path: message; ...`, each path prefixed by `where`."""
+    parts = []
+    for item in error.errors():
+        path = ".".join(str(p) for p in item["loc"])
+        parts.append(f"{'.'.join(p for p in (where, path) if p) or 'spec'}: {item['msg']}")
+    return "; ".join(parts)
 
 
 def deep_merge(base: Any, override: Any) -> Any:
@@ -93,10 +108,99 @@ def deep_merge(base: Any, override: Any) -> Any:
 
 
 def expand(raw: dict[str, Any]) -> JobSpec:
-    """Lay a submitted spec over its recipe and validate the result."""
+    """Lay a submitted spec over its recipe and validate the result, with its stages and ensemble members."""
     name = raw.get("recipe", "fine_tuning")
     if not isinstance(name, str):
         return JobSpec.model_validate(raw)  # pydantic names the bad `recipe` field
     if name not in RECIPES:
         raise UnknownRecipe(f"unknown recipe {name!r}; known recipes: {', '.join(sorted(RECIPES))}")
-    return JobSpec.model_validate(deep_merge(RECIPES[name], raw))
+    if isinstance(raw.get("ensemble"), dict):
+        raw = {**raw, "ensemble": {"members": _ensemble_members(raw)}}
+    spec = JobSpec.model_validate(deep_merge(RECIPES[name], raw))
+    for index in range(len(spec.stages)):
+        stage_spec(spec, index)  # each stage must make a valid job of its own
+    return spec
+
+
+# A member shares the job's data and task: the ensemble's probabilities average over the same labels.
+SHARED_BY_MEMBERS = ("data", "task", "text_field", "text_fields", "label_field", "label_delimiter", "ensemble")
+
+
+def _ensemble_members(raw: dict[str, Any]) -> list[dict[str, Any]]:
+    """`{"size": N}` or `{"members": [partial specs]}` -> every member's expanded spec: a member is
+    laid over the job as submitted (so a member's recipe replaces the job's, with the job's own
+    overrides kept), then over its recipe."""
+    ensemble = raw["ensemble"]
+    stray = sorted(set(ensemble) - {"size", "members"})
+    if stray:
+        raise SpecError(f"ensemble: unknown field {stray[0]!r}; give size or members")
+    size, members = ensemble.get("size"), ensemble.get("members")
+    if (size is None) == (members is None):
+        raise SpecError('ensemble: give size (members differing by seed) or members, one of them: {"size": 5}')
+    if size is not None:
+        if not isinstance(size, int) or isinstance(size, bool) or not 2 <= size <= 10:
+            raise SpecError(f"ensemble.size: a whole number from 2 to 10, not {size!r}")
+        training = raw.get("training") if isinstance(raw.get("training"), dict) else {}
+        seed = training.get("seed", 0) if isinstance(training.get("seed", 0), int) else 0
+        members = [{"training": {"seed": seed + index}} for index in range(size)]
+    if not isinstance(members, list) or not 2 <= len(members) <= 10:
+        raise SpecError("ensemble.members: a list of 2 to 10 partial job specs")
+    job = {key: value for key, value in raw.items() if key != "ensemble"}
+    expanded = []
+    for index, member in enumerate(members):
+        where = f"ensemble.members.{index}"
+        if not isinstance(member, dict):
+            raise SpecError(f"{where}: a member is a partial job spec (an object)")
+        shared = [key for key in SHARED_BY_MEMBERS if key in member]
+        if shared:
+            raise SpecError(f"{where}.{shared[0]}: members share the job's data and task; set it on the job")
+        try:
+            expanded.append(expand(deep_merge(job, member)).model_dump(mode="json"))
+        except ValidationError as error:
+            raise SpecError(describe(error, where)) from None
+        except SpecError as error:
+            raise SpecError(f"{where}: {error}") from None
+    return expanded
+
+
+def stage_spec(job: JobSpec, index: int) -> JobSpec:
+    """The job that stage `index` runs: its data and recipe, the job's base model, model (without
+    adapters or LoRA: a stage trains the encoder's own weights), seed and length."""
+    stage, where = job.stages[index], f"stages.{index}"
+    recipe = stage.recipe or job.recipe
+    if recipe not in RECIPES:
+        raise UnknownRecipe(f"{where}.recipe: unknown recipe {recipe!r}; known recipes: {', '.join(sorted(RECIPES))}")
+    text_field = stage.text_field or job.text_field
+    label_field = stage.label_field or job.label_field
+    if stage.objective == "masked_lm" and label_field == text_field:
+        label_field = f"{text_field}__unused"  # a masked-LM stage reads no labels
+    training: dict[str, Any] = {
+        "epochs": stage.epochs,
+        "seed": job.training.seed,
+        "max_length": job.training.max_length,
+        "precision": job.training.precision,
+        "batch_size": stage.batch_size or job.training.batch_size,
+    }
+    if stage.learning_rate is not None:
+        training["learning_rate"] = stage.learning_rate
+    raw = {
+        "base_model": job.base_model,
+        "recipe": recipe,
+        "data": {"train": stage.data, "validation_fraction": job.data.validation_fraction},
+        "text_field": text_field,
+        "label_field": label_field,
+        "model": job.model.model_dump(mode="json") | {"adapters": None, "lora": None},
+        "optimization": stage.overrides.get("optimization", {}),
+        "training": deep_merge(training, stage.overrides.get("training", {})),
+    }
+    recipe_options = {key: value for key, value in RECIPES[recipe].items() if key != "model"}
+    try:
+        spec = JobSpec.model_validate(deep_merge(recipe_options, raw))
+    except ValidationError as error:
+        raise SpecError(describe(error, where)) from None
+    if spec.optimization.train != "all":
+        raise SpecError(
+            f"{where}: a stage trains the encoder's own weights, so its recipe must train 'all' "
+            f"(fine_tuning, ulmfit, chain_thaw, ...); {recipe!r} trains {spec.optimization.train!r}"
+        )
+    return spec

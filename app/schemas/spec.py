@@ -9,24 +9,12 @@ spec and the registries agree. Units with options accept the bare name as shorth
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Named(Strict):
-    """A unit with options, written either as {"name": ..., options} or as its bare name."""
-
-
-def _bare_name(value: Any) -> Any:
-    return {"name": value} if isinstance(value, str) else value
-
-
-ByName = BeforeValidator(_bare_name)
+from app.schemas.signal import AuxiliaryTask, Consistency, Distillation, Proportional, SliceSpec, Stage, TaskSampling
+from app.schemas.spec_base import ByName, Named, Strict
 
 
 class DataRefs(Strict):
@@ -262,10 +250,50 @@ class JobSpec(Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     optimization: OptimizationConfig = Field(default_factory=OptimizationConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+    # ---- more signal (signal.py): every option composes with any recipe ----
+    stages: list[Stage] = Field(
+        default_factory=list, max_length=8, description="Run in order before the main task; weights flow on."
+    )
+    tasks: list[AuxiliaryTask] = Field(
+        default_factory=list, max_length=8, description="Auxiliary tasks trained jointly with the main one."
+    )
+    task_sampling: TaskSampling = Field(
+        default_factory=Proportional,
+        description="Which task each step trains (one task and batch per step): proportional to its batches, "
+        "uniform, or temperature-scaled.",
+    )
+    main_task_epochs: int = Field(
+        0, ge=0, le=100, description="With tasks: then this many epochs on the main task alone."
+    )
+    consistency: Consistency | None = Field(None, description="Semi-supervised consistency on unlabeled text (UDA).")
+    slices: list[SliceSpec] = Field(
+        default_factory=list, max_length=16, description="Named subsets with their own head and metrics."
+    )
+    ensemble: Ensemble | None = Field(
+        None,
+        description="Train several members as one job, served as the mean of their probabilities. Submit "
+        '{"size": N} (members differ by seed) or {"members": [partial specs laid over this one]}.',
+    )
+    teacher: str | None = Field(None, description="Distillation: id of a trained model (an ensemble too).")
+    student_layers: int | None = Field(
+        None, ge=1, le=48, description="Distillation: cut the base model to this many evenly spaced layers."
+    )
+    distillation: Distillation | None = Field(None, description="Distillation settings; null: the defaults.")
 
     @property
     def input_fields(self) -> list[str]:
         return self.text_fields or [self.text_field]
+
+    @property
+    def distilling(self) -> Distillation | None:
+        """The distillation settings when the job has a teacher, else None."""
+        return (self.distillation or Distillation()) if self.teacher is not None else None
+
+    @property
+    def trains_own_encoder(self) -> bool:
+        """Whether the encoder the head sits on differs from the base model's (stages or a cut student),
+        so that the artifact must hold every weight."""
+        return bool(self.stages) or self.student_layers is not None
 
     @model_validator(mode="after")
     def _coherent(self) -> JobSpec:
@@ -287,7 +315,40 @@ class JobSpec(Strict):
             raise ValueError('optimization.train \'adapters\' needs model.adapters (e.g. {"placement": "houlsby"})')
         if train == "lora" and self.model.lora is None:
             raise ValueError("optimization.train 'lora' needs model.lora (e.g. {\"r\": 8})")
+        self._coherent_signal()
         return self
+
+    def _coherent_signal(self) -> None:
+        names = [task.name for task in self.tasks]
+        if len(set(names)) != len(names):
+            raise ValueError("tasks: every task needs its own name")
+        if len({s.name for s in self.slices}) != len(self.slices):
+            raise ValueError("slices: every slice needs its own name")
+        if self.main_task_epochs and not any(task.data for task in self.tasks):
+            raise ValueError("main_task_epochs finishes a multi-task run: it needs tasks with data")
+        if self.task != "single_label":
+            if self.consistency is not None or self.teacher is not None:
+                raise ValueError("consistency and distillation (teacher) apply to task 'single_label' only")
+        if self.teacher is None and (self.student_layers is not None or self.distillation is not None):
+            raise ValueError("student_layers and distillation need a teacher (the id of a trained model)")
+        if self.ensemble is not None and self.teacher is not None:
+            raise ValueError("a job is an ensemble or a distilled student, not both: distil from an ensemble instead")
+
+
+class Ensemble(Strict):
+    members: list[JobSpec] = Field(
+        min_length=2, max_length=10, description="Each member's whole spec (the job record keeps them expanded)."
+    )
+
+    @model_validator(mode="after")
+    def _plain_members(self) -> Ensemble:
+        for index, member in enumerate(self.members):
+            if member.ensemble is not None or member.teacher is not None:
+                raise ValueError(f"ensemble.members.{index}: a member cannot be an ensemble or a distilled student")
+        return self
+
+
+JobSpec.model_rebuild()
 
 
 def labels_of(value: str | list[str], spec: JobSpec) -> list[str]:

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from app.catalog import Catalog, UnknownBaseModel
 from app.db.models import Job, JobEvent, Model, new_id, utcnow
 from app.db.pagination import newest_first
-from app.schemas.recipes import UnknownRecipe, expand
+from app.schemas.recipes import SpecError, describe, expand
 from app.schemas.spec import JobSpec, labels_of
 from app.services.datasets import check_columns, get_dataset
 from app.services.errors import Conflict, InvalidInput, NotFound, Unavailable
@@ -24,23 +24,15 @@ class Enqueue(Protocol):
     def __call__(self, job_id: str) -> None: ...
 
 
-def describe_validation_error(error: ValidationError) -> str:
-    parts = []
-    for item in error.errors():
-        where = ".".join(str(p) for p in item["loc"]) or "spec"
-        parts.append(f"{where}: {item['msg']}")
-    return "invalid job spec: " + "; ".join(parts)
-
-
 def validate_spec(raw: Any) -> JobSpec:
     if not isinstance(raw, dict):
         raise InvalidInput("the job spec must be a JSON object")
     try:
         return expand(raw)
-    except UnknownRecipe as error:
-        raise InvalidInput(str(error)) from None
+    except SpecError as error:
+        raise InvalidInput(f"invalid job spec: {error}") from None
     except ValidationError as error:
-        raise InvalidInput(describe_validation_error(error)) from None
+        raise InvalidInput(f"invalid job spec: {describe(error)}") from None
 
 
 def check_data(session: Session, store: LocalArtifactStore, spec: JobSpec, tenant_id: str) -> None:

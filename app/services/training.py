@@ -19,6 +19,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from app.adaptation import Cancelled, Checkpoints, LabeledTexts, Paused, Progress, TaskData, adapt, load_classifier
 from app.adaptation.adapt import AdaptationResult, Resources, save_result
 from app.adaptation.artifact import read_card
+from app.adaptation.ensemble import load_model
 from app.catalog import Catalog
 from app.config import Settings
 from app.db.models import Job, Model, new_id, utcnow
@@ -146,17 +147,36 @@ def claim(database_url: str, job_id: str) -> Claim | None:
 
 
 def load_resources(store: LocalArtifactStore, catalog: Catalog, spec: JobSpec) -> Resources:
-    """The Fisher texts and source models that the job's regularizers name."""
+    """What the job names beyond its task data: datasets of its stages, tasks, consistency and
+    distillation, Fisher texts and source models of its regularizers, its teacher, and the base
+    models of its ensemble members."""
     resources = Resources()
-    for options in spec.optimization.regularizers:
-        if options.name == "ewc":
-            rows = store.read_dataset(options.fisher_data)
-            resources.texts[options.fisher_data] = [row[spec.text_field] for row in rows]
-        elif options.name == "source_distillation":
-            directory = store.model_dir(options.source_model)
-            base = catalog.get(read_card(directory)["base_model"]).path
-            resources.source_models[options.source_model] = load_classifier(directory, base).model
+    for job in [spec, *(spec.ensemble.members if spec.ensemble else [])]:
+        resources.base_models[job.base_model] = catalog.get(job.base_model).path
+        for dataset_id in signal_datasets(job):
+            if dataset_id not in resources.tables:
+                resources.tables[dataset_id] = store.read_dataset(dataset_id)
+        for options in job.optimization.regularizers:
+            if options.name == "ewc":
+                rows = store.read_dataset(options.fisher_data)
+                resources.texts[options.fisher_data] = [row[job.text_field] for row in rows]
+            elif options.name == "source_distillation":
+                directory = store.model_dir(options.source_model)
+                base = catalog.get(read_card(directory)["base_model"]).path
+                resources.source_models[options.source_model] = load_classifier(directory, base).model
+    if spec.teacher is not None:
+        store.verify_model(spec.teacher)  # a corrupt teacher fails the job, as a corrupt dataset does
+        directory = store.model_dir(spec.teacher)
+        resources.teachers[spec.teacher] = load_model(directory, lambda base: catalog.get(base).path)
     return resources
+
+
+def signal_datasets(spec: JobSpec) -> set[str]:
+    """The datasets that stages, auxiliary tasks, consistency and distillation read."""
+    named = [stage.data for stage in spec.stages] + [task.data for task in spec.tasks]
+    named += [spec.consistency.data if spec.consistency else None]
+    named += [spec.distillation.unlabeled if spec.distillation else None]
+    return {dataset_id for dataset_id in named if dataset_id is not None}
 
 
 def load_task_data(store: LocalArtifactStore, spec: JobSpec) -> TaskData:

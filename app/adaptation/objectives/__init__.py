@@ -1,0 +1,68 @@
+"""Extra terms of a training step's loss, each from one job option (`consistency`, `slices`,
+`distillation`, a data-less masked-LM task in `tasks`): small objects that own their data and heads
+and add `loss(...)` to the main task's loss at every main-task step.
+
+A builder registered under the option's name takes the step context and returns its objective, or
+None when the job does not ask for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from app.adaptation.callbacks import Callbacks
+from app.adaptation.data import Batch, LabeledTexts
+from app.adaptation.model import TextClassifier
+from app.adaptation.registry import Registry, discover
+from app.adaptation.resources import Resources
+from app.adaptation.tasks import Task
+from app.schemas.spec import JobSpec
+
+
+@dataclass(frozen=True)
+class StepInputs:
+    batch: Batch  # the main task's batch
+    logits: torch.Tensor  # the main head's fp32 logits for it
+    pooled: torch.Tensor  # the pooled vectors the head read
+    step: int  # optimizer steps before this one
+
+
+@dataclass
+class ObjectiveContext:
+    spec: JobSpec
+    model: TextClassifier
+    tokenizer: PreTrainedTokenizerBase
+    device: torch.device
+    train: LabeledTexts  # the main task's training rows, in the order batch indices refer to
+    task: Task
+    resources: Resources
+    callbacks: Callbacks
+
+
+class Objective(Protocol):
+    needs_inputs: bool  # reads the batch's tokens or runs the encoder itself (features cannot be cached)
+    main_weight: float  # multiplies the main task's loss (distillation gives part of it to the teacher)
+
+    def loss(self, model: TextClassifier, inputs: StepInputs) -> torch.Tensor: ...
+
+
+ObjectiveBuilder = Callable[[ObjectiveContext], Objective | None]
+OBJECTIVES: Registry[ObjectiveBuilder] = Registry("objective")
+
+
+def build_objectives(context: ObjectiveContext) -> list[Objective]:
+    built = (OBJECTIVES.get(name)(context) for name in OBJECTIVES.names())
+    return [objective for objective in built if objective is not None]
+
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    """Randomness of one step's extra work (masking, perturbation), the same after a resume."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+
+
+discover(__name__)

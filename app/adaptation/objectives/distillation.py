@@ -1,0 +1,66 @@
+"""Knowledge distillation (`teacher`, `distillation`): Hinton et al. 2015.
+
+The student's loss is (1 - w) * CE(labels, student) + w * T^2 * KL(teacher_T || student_T), where
+x_T = softmax(logits / T); the T^2 keeps the soft term's gradients on the scale of the hard one's as
+T changes. The teacher's softened distribution (for an ensemble, the mean of its members') is
+computed once per example before training. Unlabeled text, when given, adds the soft term alone.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from app.adaptation.data import StepBatches, token_batches
+from app.adaptation.model import TextClassifier
+from app.adaptation.objectives import OBJECTIVES, ObjectiveContext, StepInputs
+
+
+def distillation_loss(student_logits: torch.Tensor, teacher_probabilities: torch.Tensor, temperature: float):
+    """T^2 * mean over rows of KL(teacher_T || softmax(student / T))."""
+    log_student = (student_logits.float() / temperature).log_softmax(-1)
+    kl = nn.functional.kl_div(log_student, teacher_probabilities.float(), reduction="batchmean")
+    return temperature**2 * kl
+
+
+class Distill:
+    main_weight: float
+
+    def __init__(self, context: ObjectiveContext) -> None:
+        spec, options = context.spec, context.spec.distilling
+        assert options is not None and spec.teacher is not None
+        teacher = context.resources.teachers[spec.teacher]
+        self.options, self.device = options, context.device
+        self.main_weight = 1.0 - options.weight
+        self.train_targets = teacher.probabilities(context.train.texts, options.temperature)
+        self.unlabeled: StepBatches | None = None
+        self.needs_inputs = options.unlabeled is not None
+        if options.unlabeled is not None:
+            field = options.unlabeled_text_field or spec.text_field
+            texts = context.resources.texts_of(options.unlabeled, field, options.max_unlabeled)
+            targets = teacher.probabilities(texts, options.temperature)
+            batches = token_batches(context.tokenizer, texts, spec.training.max_length, None, spec.training.batch_size)
+            self.unlabeled, self.unlabeled_targets = StepBatches(batches, spec.training.seed), targets
+        context.callbacks.on_event(
+            "distillation",
+            f"teacher {spec.teacher} labelled {len(context.train)} training texts"
+            + (f" and {len(self.unlabeled_targets)} unlabeled ones" if self.unlabeled else "")
+            + f" at temperature {options.temperature}",
+            {"teacher": spec.teacher, "temperature": options.temperature, "weight": options.weight},
+        )
+
+    def loss(self, model: TextClassifier, inputs: StepInputs) -> torch.Tensor:
+        weight, temperature = self.options.weight, self.options.temperature
+        targets = self.train_targets[inputs.batch.indices].to(self.device)
+        total = weight * distillation_loss(inputs.logits, targets, temperature)
+        if self.unlabeled is not None:
+            batch = self.unlabeled.at(inputs.step)
+            logits = model(batch.input_ids.to(self.device), batch.attention_mask.to(self.device))
+            soft = self.unlabeled_targets[batch.indices].to(self.device)
+            total = total + weight * distillation_loss(logits, soft, temperature)
+        return total
+
+
+@OBJECTIVES.register("distillation")
+def distillation(context: ObjectiveContext) -> Distill | None:
+    return Distill(context) if context.spec.teacher is not None else None

@@ -1,0 +1,44 @@
+"""An auxiliary masked-LM task on the main task's own text (`tasks[]` with objective masked_lm and
+no data): at every main step, L = L_main + weight * L_lm on the same batch, as in Chronopoulou et
+al. 2019 (SiATL), with BERT's masked-LM loss in place of their LSTM's next-word loss."""
+
+from __future__ import annotations
+
+import torch
+
+from app.adaptation.masked_lm import lm_head, masked_batch_loss
+from app.adaptation.model import TextClassifier
+from app.adaptation.objectives import OBJECTIVES, ObjectiveContext, StepInputs, step_generator
+from app.schemas.signal import AuxiliaryTask
+
+
+class MainTextMaskedLM:
+    needs_inputs = True
+    main_weight = 1.0
+
+    def __init__(self, tasks: list[AuxiliaryTask], context: ObjectiveContext) -> None:
+        self.tasks, self.seed = tasks, context.spec.training.seed
+        self.special_ids, self.mask_id = context.tokenizer.all_special_ids, context.tokenizer.mask_token_id
+        lm_head(context.model)
+
+    def loss(self, model: TextClassifier, inputs: StepInputs) -> torch.Tensor:
+        batch, device = inputs.batch, inputs.logits.device
+        total = inputs.logits.new_zeros(())
+        for offset, task in enumerate(self.tasks):
+            total = total + task.weight * masked_batch_loss(
+                model.encoder,
+                lm_head(model),
+                batch.input_ids.to(device),
+                batch.attention_mask.to(device),
+                self.special_ids,
+                self.mask_id,
+                task.mask_rate,
+                step_generator(self.seed + offset, inputs.step),
+            )
+        return total
+
+
+@OBJECTIVES.register("masked_lm")
+def masked_lm(context: ObjectiveContext) -> MainTextMaskedLM | None:
+    tasks = [t for t in context.spec.tasks if t.objective == "masked_lm" and t.data is None]
+    return MainTextMaskedLM(tasks, context) if tasks else None

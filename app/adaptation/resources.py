@@ -1,0 +1,49 @@
+"""Inputs beyond the task data that some options need, resolved by whoever runs the engine (the
+worker reads them from its stores; a test or notebook builds them by hand)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from app.adaptation.data import LabeledTexts
+
+if TYPE_CHECKING:
+    from app.adaptation.ensemble import Teacher
+    from app.adaptation.model import TextClassifier
+
+
+class MissingResource(KeyError):
+    """The spec names an input that whoever ran the engine did not provide."""
+
+
+@dataclass
+class Resources:
+    texts: dict[str, list[str]] = field(default_factory=dict)  # dataset id -> texts (EWC's Fisher data)
+    source_models: dict[str, TextClassifier] = field(default_factory=dict)  # model id -> model
+    tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # dataset id -> rows
+    teachers: dict[str, Teacher] = field(default_factory=dict)  # model id -> loaded teacher
+    base_models: dict[str, Path] = field(default_factory=dict)  # catalog id -> directory
+
+    def rows(self, dataset_id: str, limit: int | None = None) -> list[dict[str, Any]]:
+        if dataset_id not in self.tables:
+            raise MissingResource(f"dataset {dataset_id!r} was not provided to the engine")
+        rows = self.tables[dataset_id]
+        return rows if limit is None else rows[:limit]
+
+    def texts_of(self, dataset_id: str, text_field: str, limit: int | None = None) -> list[str]:
+        rows = self.rows(dataset_id, limit)
+        missing = next((i for i, row in enumerate(rows) if text_field not in row), None)
+        if missing is not None:
+            raise ValueError(f"dataset {dataset_id!r} has no column {text_field!r} (row {missing + 1})")
+        return [row[text_field] for row in rows]
+
+    def labeled(self, dataset_id: str, text_field: str, label_field: str, limit: int | None = None) -> LabeledTexts:
+        """One label per text (auxiliary and intermediate tasks are single-label)."""
+        rows = self.rows(dataset_id, limit)
+        unlabeled = next((i for i, row in enumerate(rows) if label_field not in row), None)
+        if unlabeled is not None:
+            raise ValueError(f"dataset {dataset_id!r} has no label column {label_field!r} (row {unlabeled + 1})")
+        labels = [v if isinstance(v, str) else "|".join(v) for v in (row[label_field] for row in rows)]
+        return LabeledTexts(self.texts_of(dataset_id, text_field, limit), labels)

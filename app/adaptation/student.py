@@ -1,0 +1,34 @@
+"""A smaller student for distillation (`student_layers`): the base encoder cut to evenly spaced layers."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from app.adaptation.groups import layer_prefix
+
+
+def kept_layers(total: int, keep: int) -> list[int]:
+    """Evenly spaced layer indices from the bottom layer to the top one: 6 -> 3 keeps 0, 2, 5
+    (numpy.linspace rounded half to even, as Python rounds)."""
+    if not 1 <= keep <= total:
+        raise ValueError(f"student_layers must be from 1 to the base model's {total} layers, not {keep}")
+    if keep == 1:
+        return [total - 1]
+    return [round(i * (total - 1) / (keep - 1)) for i in range(keep)]
+
+
+def cut_encoder(encoder: nn.Module, keep: int) -> list[int]:
+    """Keep `keep` of the encoder's layers, in place (weights as pretrained); returns their indices."""
+    total = encoder.config.num_hidden_layers
+    indices = kept_layers(total, keep)
+    path = layer_prefix(encoder, total).rstrip(".")
+    layers = encoder.get_submodule(path)
+    kept = nn.ModuleList(layers[i] for i in indices)
+    for position, layer in enumerate(kept):
+        attention = getattr(getattr(layer, "attention", None), "self", None)
+        if attention is not None and hasattr(attention, "layer_idx"):
+            attention.layer_idx = position  # caches index layers by position
+    parent, _, attribute = path.rpartition(".")
+    setattr(encoder.get_submodule(parent) if parent else encoder, attribute, kept)
+    encoder.config.num_hidden_layers = keep
+    return indices

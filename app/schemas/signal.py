@@ -1,0 +1,175 @@
+"""Job options that bring in more signal than the labeled training set (the tutorial's third part):
+stages before the main task, auxiliary tasks trained with it, consistency on unlabeled text, slices,
+and distillation from a teacher. Ensembles live in spec.py (their members are whole job specs).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from app.schemas.spec_base import ByName, Named, Strict
+
+IDENTIFIER = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
+
+
+class Stage(Strict):
+    """One step run before the main task; the encoder's weights flow from stage to stage, and the
+    heads of classification stages are dropped."""
+
+    objective: Literal["masked_lm", "classification"] = Field(
+        description="masked_lm: domain-adaptive LM fine-tuning on the dataset's text (ULMFiT's second step); "
+        "classification: an intermediate task with its own labels (STILTs)."
+    )
+    data: str = Field(description="Dataset id; masked_lm reads only its text column, so it may be unlabeled.")
+    text_field: str | None = Field(None, min_length=1, description="Text column; null: the job's text_field.")
+    label_field: str | None = Field(
+        None, min_length=1, description="classification: label column; null: the job's label_field."
+    )
+    recipe: str | None = Field(None, description="classification: recipe of this stage; null: the job's recipe.")
+    epochs: int = Field(1, ge=1, le=100, description="Passes over the stage's data.")
+    learning_rate: float | None = Field(None, gt=0, le=1, description="Peak learning rate; null: the recipe's.")
+    batch_size: int | None = Field(None, ge=1, le=1024, description="null: the job's batch_size.")
+    mask_rate: float = Field(0.15, gt=0, lt=1, description="masked_lm: share of tokens masked (Devlin et al. 2019).")
+    max_examples: int | None = Field(
+        None, ge=1, description="Use at most this many rows of the dataset (the first ones); null: all."
+    )
+    overrides: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Partial `optimization` / `training` settings laid over the stage's recipe (classification).",
+    )
+
+    @field_validator("overrides")
+    @classmethod
+    def _only_optimization_and_training(cls, value: dict[str, Any]) -> dict[str, Any]:
+        stray = sorted(set(value) - {"optimization", "training"})
+        if stray:
+            raise ValueError(f"a stage overrides only optimization and training, not {', '.join(stray)}")
+        return value
+
+
+class AuxiliaryTask(Strict):
+    """A task trained jointly with the main one: its own head (classification) or the tied LM head."""
+
+    name: str = Field(pattern=IDENTIFIER, description="Names the task in events and metrics.")
+    objective: Literal["classification", "masked_lm"] = "classification"
+    data: str | None = Field(
+        None,
+        description="Dataset id. masked_lm without data reads the main task's training text at every main "
+        "step, giving L = L_main + weight * L_lm (Chronopoulou et al. 2019); a task with data is sampled.",
+    )
+    text_field: str | None = Field(None, min_length=1, description="null: the job's text_field.")
+    label_field: str | None = Field(None, min_length=1, description="classification: null: the job's label_field.")
+    weight: float = Field(1.0, gt=0, le=100, description="Multiplies the task's loss.")
+    mask_rate: float = Field(0.15, gt=0, lt=1, description="masked_lm: share of tokens masked.")
+
+    @model_validator(mode="after")
+    def _classification_has_data(self) -> AuxiliaryTask:
+        if self.objective == "classification" and self.data is None:
+            raise ValueError(f"task {self.name!r}: a classification task needs data (a labeled dataset id)")
+        return self
+
+
+class Proportional(Named):
+    name: Literal["proportional"] = "proportional"
+
+
+class Uniform(Named):
+    name: Literal["uniform"] = "uniform"
+
+
+class Temperature(Named):
+    name: Literal["temperature"] = "temperature"
+    temperature: float = Field(
+        2.0, ge=1, le=100, description="p(task) ~ batches^(1/T): 1 is proportional, large T nears uniform."
+    )
+
+
+TaskSampling = Annotated[Proportional | Uniform | Temperature, Field(discriminator="name"), ByName]
+
+
+class TokenMask(Named):
+    name: Literal["token_mask"] = "token_mask"
+    rate: float = Field(0.15, gt=0, lt=1, description="Share of tokens replaced by [MASK].")
+
+
+class TokenDeletion(Named):
+    name: Literal["token_deletion"] = "token_deletion"
+    rate: float = Field(0.1, gt=0, lt=1, description="Share of tokens dropped from the text.")
+
+
+class TokenSwap(Named):
+    name: Literal["token_swap"] = "token_swap"
+    rate: float = Field(0.1, gt=0, lt=1, description="Share of tokens swapped with their right neighbour.")
+
+
+class DropoutNoise(Named):
+    name: Literal["dropout"] = "dropout"
+
+
+Perturbation = Annotated[TokenMask | TokenDeletion | TokenSwap | DropoutNoise, Field(discriminator="name"), ByName]
+
+
+class Consistency(Strict):
+    """Unsupervised data augmentation (Xie et al. 2020): predictions on unlabeled x and its perturbation
+    x' should agree; the target on x is fixed (no gradient), sharpened, and kept only where confident."""
+
+    data: str = Field(description="Dataset id of the unlabeled text (labels, if any, are ignored).")
+    text_field: str | None = Field(None, min_length=1, description="null: the job's text_field.")
+    perturbation: Perturbation = Field(default_factory=TokenMask, description="How x' is made from x.")
+    weight: float = Field(1.0, gt=0, le=100, description="lambda: the consistency loss's weight.")
+    sharpen_temperature: float | None = Field(
+        0.4, gt=0, le=1, description="Target = softmax(logits / T) (UDA: 0.4); null: not sharpened."
+    )
+    confidence_threshold: float | None = Field(
+        0.8, gt=0, lt=1, description="Only examples whose top probability reaches this count (UDA: 0.8); null: all."
+    )
+    batch_ratio: int = Field(1, ge=1, le=16, description="Unlabeled examples per step = batch_ratio * batch_size.")
+    max_examples: int | None = Field(None, ge=1, description="Use at most this many rows; null: all.")
+
+
+class SliceSpec(Strict):
+    """A named subset (Chen et al. 2019, slice-based learning) written with exactly one rule."""
+
+    name: str = Field(pattern=IDENTIFIER, description="Names the slice in metrics and events.")
+    regex: str | None = Field(None, min_length=1, description="Texts where this regular expression is found.")
+    contains: list[str] | None = Field(
+        None, min_length=1, description="Texts containing any of these words (case-insensitive, whole words)."
+    )
+    max_tokens: int | None = Field(None, ge=1, description="Texts of at most this many tokens.")
+    min_tokens: int | None = Field(None, ge=1, description="Texts of at least this many tokens.")
+    label_in: list[str] | None = Field(None, min_length=1, description="Examples whose label is one of these.")
+    weight: float = Field(1.0, gt=0, le=100, description="Weight of the slice head's loss.")
+
+    @property
+    def rule(self) -> str:
+        return next(name for name in RULES if getattr(self, name) is not None)
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> SliceSpec:
+        given = [name for name in RULES if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(f"slice {self.name!r} needs exactly one rule of {', '.join(RULES)}; it has {len(given)}")
+        if self.regex is not None:
+            try:
+                re.compile(self.regex)
+            except re.error as error:
+                raise ValueError(f"slice {self.name!r}: regex does not compile: {error}") from None
+        return self
+
+
+RULES = ("regex", "contains", "max_tokens", "min_tokens", "label_in")
+
+
+class Distillation(Strict):
+    """How the student learns from `teacher` (Hinton et al. 2015)."""
+
+    temperature: float = Field(2.0, gt=0, le=100, description="T of both softmaxes; the KL term is scaled by T^2.")
+    weight: float = Field(
+        0.5, ge=0, le=1, description="Share of the soft-target loss; 1 - weight goes to the true labels."
+    )
+    unlabeled: str | None = Field(None, description="Dataset id of extra text that only the teacher labels.")
+    unlabeled_text_field: str | None = Field(None, min_length=1, description="null: the job's text_field.")
+    max_unlabeled: int | None = Field(None, ge=1, description="Use at most this many unlabeled rows; null: all.")
