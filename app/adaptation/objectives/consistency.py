@@ -31,9 +31,9 @@ def consistency_loss(
     if confidence_threshold is not None:
         confident = target_logits.softmax(-1).max(-1).values >= confidence_threshold
     scaled = target_logits / sharpen_temperature if sharpen_temperature is not None else target_logits
-    target = scaled.softmax(-1)
+    log_target = scaled.log_softmax(-1)  # in log space, so that equal predictions give exactly 0
     log_p = perturbed_logits.float().log_softmax(-1)
-    per_row = nn.functional.kl_div(log_p, target, reduction="none").sum(-1)
+    per_row = nn.functional.kl_div(log_p, log_target, reduction="none", log_target=True).sum(-1)
     return (per_row * confident).sum() / len(per_row)
 
 

@@ -1,0 +1,142 @@
+"""Distillation: the student learns from the teacher's temperature-softened distribution; a cut
+student keeps evenly spaced layers of its base, weight for weight."""
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoTokenizer
+
+from app.adaptation import InvalidTaskData, TaskData, adapt, load_classifier
+from app.adaptation.adapt import save_result
+from app.adaptation.data import Batch, LabeledTexts
+from app.adaptation.model import load_pretrained_encoder
+from app.adaptation.objectives import ObjectiveContext, StepInputs
+from app.adaptation.objectives.distillation import Distill, distillation_loss
+from app.adaptation.resources import Resources
+from app.adaptation.student import cut_encoder, kept_layers
+from app.adaptation.tasks import TASKS
+from tests.adaptation.helpers import classifier, job
+from tests.utils.data import sentiment
+
+
+def test_loss_is_t_squared_kl_of_softened_distributions():
+    student = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 0.0]])
+    teacher = torch.tensor([[3.0, 1.0, 0.0], [0.0, 2.0, 0.0]])
+    t = 4.0
+    p = (teacher / t).softmax(-1)
+    log_q = (student / t).log_softmax(-1)
+    by_hand = t**2 * (p * (p.log() - log_q)).sum(-1).mean()
+    torch.testing.assert_close(distillation_loss(student, p, t), by_hand)
+    # Matching the teacher's softened distribution costs nothing; matching its hard one does.
+    assert distillation_loss(teacher, p, t).abs() < 1e-6
+    assert distillation_loss(teacher, teacher.softmax(-1), t) > 0.01
+
+
+def test_gradient_scale_is_kept_by_t_squared():
+    """Hinton et al. 2015, section 2.1: at high T the soft term's gradient shrinks as 1/T^2, which the
+    T^2 factor restores, so changing T does not change how much the soft targets weigh."""
+    student = torch.tensor([[1.0, -1.0, 0.0]], requires_grad=True)
+    teacher_logits = torch.tensor([[0.5, -0.5, 0.2]])
+    grads = []
+    for t in (4.0, 16.0):
+        student.grad = None
+        distillation_loss(student, (teacher_logits / t).softmax(-1), t).backward()
+        grads.append(student.grad.abs().sum().item())
+    assert grads[1] / grads[0] == pytest.approx(1.0, abs=0.25)  # without T^2 it would be 1/16
+
+
+class FixedTeacher:
+    """A teacher whose logits are a fixed function of the text (its length), to test with."""
+
+    labels = ["negative", "positive"]
+
+    def __init__(self):
+        self.calls = []
+
+    def probabilities(self, texts, temperature=1.0):
+        self.calls.append(temperature)
+        logits = torch.tensor([[len(t) % 3 - 1.0, 1.0] for t in texts])
+        return (logits / temperature).softmax(-1)
+
+
+def test_the_student_targets_are_the_teachers_softened_probabilities(tiny_model_dir):
+    train = sentiment(20)
+    teacher = FixedTeacher()
+    spec = job(teacher="t", distillation={"temperature": 3.0, "weight": 0.7})
+    model = classifier(tiny_model_dir, spec)
+    task = TASKS.get("single_label")(teacher.labels, None)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    ctx = ObjectiveContext(
+        spec, model, tokenizer, torch.device("cpu"), train, task, Resources(teachers={"t": teacher}), _Quiet()
+    )
+    objective = Distill(ctx)
+    assert teacher.calls == [3.0]
+    torch.testing.assert_close(objective.train_targets, teacher.probabilities(train.texts, 3.0))
+    assert objective.main_weight == pytest.approx(0.3)  # the hard labels get 1 - weight
+    logits = torch.randn(4, 2)
+    batch = Batch([3, 1, 4, 1], None, None, torch.tensor([0, 1, 0, 1]))
+    loss = objective.loss(model, StepInputs(batch, logits, torch.zeros(0), 0))
+    expected = 0.7 * distillation_loss(logits, teacher.probabilities([train.texts[i] for i in [3, 1, 4, 1]], 3.0), 3.0)
+    torch.testing.assert_close(loss, expected)
+
+
+class _Quiet:
+    def on_event(self, *args):
+        pass
+
+
+def test_kept_layers_are_evenly_spaced_from_bottom_to_top():
+    assert kept_layers(6, 3) == [0, 2, 5]
+    assert kept_layers(6, 2) == [0, 5]
+    assert kept_layers(12, 4) == [0, 4, 7, 11]
+    assert kept_layers(6, 6) == list(range(6))
+    with pytest.raises(ValueError, match="student_layers"):
+        kept_layers(6, 7)
+
+
+def test_a_cut_encoder_keeps_those_layers_bit_identical(tmp_path):
+    from tests.utils.tiny_model import build_tiny_bert
+
+    directory = build_tiny_bert(tmp_path, layers=4)
+    original = load_file(str(directory / "model.safetensors"))
+    encoder = load_pretrained_encoder(directory)
+    assert cut_encoder(encoder, 2) == [0, 3]
+    state = encoder.state_dict()
+    assert encoder.config.num_hidden_layers == 2
+    assert not any(k.startswith("encoder.layer.2.") for k in state)
+    for key, value in state.items():
+        if key.startswith("encoder.layer.1."):
+            source = key.replace("encoder.layer.1.", "encoder.layer.3.")
+        else:
+            source = key
+        if source in original:
+            assert torch.equal(value, original[source]), key
+    out = encoder(input_ids=torch.tensor([[101, 2000, 102]])).last_hidden_state
+    assert out.shape == (1, 3, 32)
+
+
+def test_a_distilled_student_job_saves_a_smaller_model(tmp_path):
+    from tests.utils.tiny_model import build_tiny_bert
+
+    base = build_tiny_bert(tmp_path / "base", layers=4)
+    teacher = FixedTeacher()
+    spec = job(teacher="t", student_layers=2, training={"epochs": 2})
+    result = adapt(spec, TaskData(sentiment(60)), base, resources=Resources(teachers={"t": teacher}))
+    assert result.metrics["distillation"] == {"teacher": "t", "student_layers": 2}
+    save_result(result, spec, tmp_path / "student")
+    loaded = load_classifier(tmp_path / "student", base)
+    assert loaded.model.encoder.config.num_hidden_layers == 2
+    texts = sentiment(5, seed=8).texts
+    torch.testing.assert_close(loaded.probabilities(texts), result_probabilities(result, texts))
+
+
+def result_probabilities(result, texts):
+    from app.adaptation import predict_proba
+
+    return predict_proba(result.model, result.tokenizer, texts, 64)
+
+
+def test_labels_outside_the_teachers_are_refused(tiny_model_dir):
+    data = LabeledTexts(["a", "b", "c", "d"], ["negative", "positive", "neutral", "neutral"])
+    with pytest.raises(InvalidTaskData, match="labels the teacher 't' does not: 'neutral'"):
+        adapt(job(teacher="t"), TaskData(data), tiny_model_dir, resources=Resources(teachers={"t": FixedTeacher()}))
