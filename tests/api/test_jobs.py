@@ -48,6 +48,17 @@ def test_submit_stores_the_fully_expanded_spec(client, headers, train_id):
     assert spec["optimization"]["unfreezing"] == {"name": "none"}
     assert spec["optimization"]["regularizers"] == [] and spec["optimization"]["discriminative_decay"] is None
     assert spec["data"] == {"train": train_id, "validation": None, "test": None, "validation_fraction": 0.1}
+    signal = ("stages", "tasks", "task_sampling", "main_task_epochs", "consistency", "slices", "ensemble")
+    assert {key: spec[key] for key in signal} == {
+        "stages": [],
+        "tasks": [],
+        "task_sampling": {"name": "proportional"},
+        "main_task_epochs": 0,
+        "consistency": None,
+        "slices": [],
+        "ensemble": None,
+    }
+    assert spec["teacher"] is None and spec["student_layers"] is None and spec["distillation"] is None
     assert job["status"] == "queued" and job["attempts"] == 0 and job["model_id"] is None
     assert job["timings"]["train_seconds"] is None and job["timings"]["queued_seconds"] >= 0
     events = client.get(f"/v1/jobs/{job['id']}/events", headers=headers).json()["items"]
