@@ -5,13 +5,19 @@ import typing
 import pytest
 
 from app.adaptation.heads import HEADS
+from app.adaptation.objectives import OBJECTIVES
+from app.adaptation.perturbations import PERTURBATIONS
+from app.adaptation.sampling import SAMPLINGS
+from app.adaptation.slicing import RULES
 from app.adaptation.pooling import POOLINGS
 from app.adaptation.registry import Registry
 from app.adaptation.regularizers import REGULARIZERS
 from app.adaptation.schedules import SCHEDULES
 from app.adaptation.strategies import STRATEGIES
 from app.adaptation.unfreezing import UNFREEZING
-from app.schemas.spec import ModelConfig, OptimizationConfig
+from app.schemas.signal import RULES as SLICE_RULES
+from app.schemas.signal import AuxiliaryTask, Consistency
+from app.schemas.spec import JobSpec, ModelConfig, OptimizationConfig
 
 
 def spec_names(model: type, field: str) -> list[str]:
@@ -36,6 +42,8 @@ def spec_names(model: type, field: str) -> list[str]:
         (STRATEGIES, OptimizationConfig, "train"),
         (UNFREEZING, OptimizationConfig, "unfreezing"),
         (REGULARIZERS, OptimizationConfig, "regularizers"),
+        (PERTURBATIONS, Consistency, "perturbation"),
+        (SAMPLINGS, JobSpec, "task_sampling"),
     ],
 )
 def test_spec_names_match_registry(registry: Registry, model: type, field: str):
@@ -53,3 +61,12 @@ def test_registering_a_name_twice_is_an_error():
     registry.register("a")(1)
     with pytest.raises(ValueError, match="registered twice"):
         registry.register("a")(2)
+
+
+def test_slice_rules_and_objectives_match_the_spec():
+    assert RULES.names() == sorted(SLICE_RULES)
+    # One objective per job option that adds a loss term at every main step; `masked_lm` is an
+    # auxiliary task's objective (a task without data of its own).
+    assert OBJECTIVES.names() == ["consistency", "distillation", "masked_lm", "slices"]
+    assert {"consistency", "slices", "distillation"} <= set(JobSpec.model_fields)
+    assert "masked_lm" in typing.get_args(AuxiliaryTask.model_fields["objective"].annotation)
