@@ -142,6 +142,8 @@ def _ensemble_members(raw: dict[str, Any]) -> list[dict[str, Any]]:
             raise SpecError(f"ensemble.size: a whole number from 2 to 10, not {size!r}")
         training = raw.get("training") if isinstance(raw.get("training"), dict) else {}
         seed = training.get("seed", 0) if isinstance(training.get("seed", 0), int) else 0
+        if seed + size - 1 > 2**31 - 1:
+            raise SpecError(f"ensemble.size: the members' seeds {seed}..{seed + size - 1} pass 2^31 - 1")
         members = [{"training": {"seed": seed + index}} for index in range(size)]
     if not isinstance(members, list) or not 2 <= len(members) <= 10:
         raise SpecError("ensemble.members: a list of 2 to 10 partial job specs")
@@ -167,9 +169,19 @@ def stage_spec(job: JobSpec, index: int) -> JobSpec:
     """The job that stage `index` runs: its data and recipe, the job's base model, model (without
     adapters or LoRA: a stage trains the encoder's own weights), seed and length."""
     stage, where = job.stages[index], f"stages.{index}"
-    recipe = stage.recipe or job.recipe
+    # A stage trains the encoder's own weights: by default it follows the job's recipe where that
+    # recipe does so, and plain fine-tuning where the job's trains adapters, LoRA or the head alone.
+    recipe = stage.recipe or (job.recipe if _trains_all(RECIPES.get(job.recipe, {})) else "fine_tuning")
     if recipe not in RECIPES:
         raise UnknownRecipe(f"{where}.recipe: unknown recipe {recipe!r}; known recipes: {', '.join(sorted(RECIPES))}")
+    overridden = stage.overrides.get("optimization", {})
+    if not _trains_all(RECIPES[recipe]) or not _trains_all({"optimization": overridden}):
+        raise SpecError(
+            f"{where}: a stage trains the encoder's own weights, so its recipe must train 'all' "
+            f"(fine_tuning, ulmfit, chain_thaw, ...); {recipe!r} with its overrides does not"
+        )
+    if isinstance(overridden, dict) and overridden.get("regularizers"):
+        raise SpecError(f"{where}.overrides.optimization.regularizers: stages take no regularizers")
     text_field = stage.text_field or job.text_field
     label_field = stage.label_field or job.label_field
     if stage.objective == "masked_lm" and label_field == text_field:
@@ -194,13 +206,15 @@ def stage_spec(job: JobSpec, index: int) -> JobSpec:
         "training": deep_merge(training, stage.overrides.get("training", {})),
     }
     recipe_options = {key: value for key, value in RECIPES[recipe].items() if key != "model"}
+    # A stage runs no regularizer (the l2_sp and ewc recipes' pull is the main task's business).
+    recipe_options["optimization"] = {**recipe_options.get("optimization", {}), "regularizers": []}
     try:
         spec = JobSpec.model_validate(deep_merge(recipe_options, raw))
     except ValidationError as error:
         raise SpecError(describe(error, where)) from None
-    if spec.optimization.train != "all":
-        raise SpecError(
-            f"{where}: a stage trains the encoder's own weights, so its recipe must train 'all' "
-            f"(fine_tuning, ulmfit, chain_thaw, ...); {recipe!r} trains {spec.optimization.train!r}"
-        )
     return spec
+
+
+def _trains_all(options: dict[str, Any]) -> bool:
+    optimization = options.get("optimization", {})
+    return not isinstance(optimization, dict) or optimization.get("train", "all") == "all"

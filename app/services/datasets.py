@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -62,11 +63,19 @@ def _label_column(table: Table, label_field: str | None) -> str | None:
     return label_field
 
 
-def referenced_datasets(spec: dict) -> set[str]:
-    """Every dataset a stored (expanded) job spec reads: its data, and EWC's Fisher data."""
-    data = {spec["data"].get(k) for k in ("train", "validation", "test")}
-    fisher = {r.get("fisher_data") for r in spec.get("optimization", {}).get("regularizers", [])}
-    return (data | fisher) - {None}
+def referenced_datasets(spec: dict[str, Any]) -> set[str]:
+    """Every dataset a stored (expanded) job spec reads: its data, EWC's Fisher data, the data of its
+    stages and auxiliary tasks, consistency's and distillation's unlabeled text, and all of these for
+    each ensemble member. Specs stored before an option existed simply lack its key."""
+    named: list[Any] = [spec.get("data", {}).get(k) for k in ("train", "validation", "test")]
+    named += [r.get("fisher_data") for r in spec.get("optimization", {}).get("regularizers", [])]
+    named += [part.get("data") for part in [*spec.get("stages", []), *spec.get("tasks", [])]]
+    named.append((spec.get("consistency") or {}).get("data"))
+    named.append((spec.get("distillation") or {}).get("unlabeled"))
+    found = {dataset_id for dataset_id in named if dataset_id is not None}
+    for member in (spec.get("ensemble") or {}).get("members", []):
+        found |= referenced_datasets(member)
+    return found
 
 
 def get_dataset(session: Session, *, tenant_id: str, dataset_id: str) -> Dataset:
@@ -91,15 +100,53 @@ def delete_dataset(session: Session, store: LocalArtifactStore, *, tenant_id: st
     store.delete_dataset(dataset_id)
 
 
-def check_columns(store: LocalArtifactStore, dataset: Dataset, *, text_fields: list[str], label_field: str) -> None:
-    """A job may read other columns than the upload's defaults: check them the same way."""
-    if (text_fields, label_field) == ([dataset.text_field], dataset.label_field):
+class RowSource(Protocol):
+    def read_dataset(self, dataset_id: str) -> list[dict[str, Any]]: ...
+
+
+class CachedRows:
+    """A store's dataset rows, each dataset read at most once (a submission checks several columns
+    of the same dataset)."""
+
+    def __init__(self, store: RowSource) -> None:
+        self.store = store
+        self.cache: dict[str, list[dict[str, Any]]] = {}
+
+    def read_dataset(self, dataset_id: str) -> list[dict[str, Any]]:
+        if dataset_id not in self.cache:
+            self.cache[dataset_id] = self.store.read_dataset(dataset_id)
+        return self.cache[dataset_id]
+
+
+def check_columns(
+    store: RowSource,
+    dataset: Dataset,
+    *,
+    text_fields: list[str],
+    label_field: str | None,
+    field: str = "",
+    labels_for: str = "the task",
+) -> None:
+    """A job may read other columns than the upload's defaults (which the upload checked): check them
+    the same way. `label_field` None: only text is read (masked LM, unlabeled text). `field` names the
+    spec field that chose the dataset; `labels_for` says what needs the labels."""
+    prefix = f"{field}: " if field else ""
+    texts = [name for name in text_fields if name != dataset.text_field]
+    label = label_field if label_field is not None and label_field != dataset.label_field else None
+    if not texts and label is None:
         return
     rows = store.read_dataset(dataset.id)
     table = Table(dataset.format, dataset.columns, rows, list(range(1, len(rows) + 1)))
     try:
-        for text_field in text_fields:
+        for text_field in texts:
             require_column(table, text_field, "text")
-        require_column(table, label_field, "label")
+        if label is not None and dataset.label_field is None and label not in dataset.columns:
+            raise InvalidInput(
+                f"{prefix}dataset {dataset.id!r} is unlabeled (no label column {label!r}; the columns are: "
+                f"{', '.join(dataset.columns)}); {labels_for} needs labels: name its label column with "
+                "label_field, or upload a labeled dataset"
+            )
+        if label is not None:
+            require_column(table, label, "label")
     except InvalidTable as error:
-        raise InvalidInput(f"dataset {dataset.id!r} (rows counted from 1): {error}") from None
+        raise InvalidInput(f"{prefix}dataset {dataset.id!r} (rows counted from 1): {error}") from None

@@ -9,11 +9,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.catalog import Catalog, UnknownBaseModel
-from app.db.models import Job, JobEvent, Model, new_id, utcnow
+from app.db.models import Dataset, Job, JobEvent, Model, new_id, utcnow
 from app.db.pagination import newest_first
 from app.schemas.recipes import SpecError, describe, expand
 from app.schemas.spec import JobSpec, labels_of
-from app.services.datasets import check_columns, get_dataset
+from app.services.datasets import CachedRows, RowSource, check_columns, get_dataset
 from app.services.errors import Conflict, InvalidInput, NotFound, Unavailable
 from app.storage.artifacts import LocalArtifactStore
 
@@ -35,60 +35,195 @@ def validate_spec(raw: Any) -> JobSpec:
         raise InvalidInput(f"invalid job spec: {describe(error)}") from None
 
 
-def check_data(session: Session, store: LocalArtifactStore, spec: JobSpec, tenant_id: str) -> None:
-    """Every dataset is the tenant's, has the fields, and train has at least two classes."""
+def check_data(session: Session, store: LocalArtifactStore, spec: JobSpec, tenant_id: str, *, catalog: Catalog) -> None:
+    """Every dataset is the tenant's and has the fields, train has at least two classes; then the
+    inputs of regularizers, stages, tasks, consistency, distillation and ensemble members."""
+    rows = CachedRows(store)
     refs = {
         "data.train": spec.data.train,
         "data.validation": spec.data.validation,
         "data.test": spec.data.test,
     }
+    classes: list[str] = []
     for field, dataset_id in refs.items():
         if dataset_id is None:
             continue
-        try:
-            dataset = get_dataset(session, tenant_id=tenant_id, dataset_id=dataset_id)
-        except NotFound:
-            raise InvalidInput(f"{field}: dataset {dataset_id!r} not found") from None
-        check_columns(store, dataset, text_fields=spec.input_fields, label_field=spec.label_field)
+        dataset = _tenant_dataset(session, tenant_id, field, dataset_id)
+        purpose = "training a classifier" if field == "data.train" else "evaluating the classifier"
+        check_columns(
+            rows, dataset, text_fields=spec.input_fields, label_field=spec.label_field, field=field, labels_for=purpose
+        )
         if field == "data.train":
-            classes = _classes(store, dataset, spec)
+            classes = _classes(rows, dataset, spec)
             if len(classes) < 2:
                 raise InvalidInput(
                     f"data.train: dataset {dataset_id!r} has only one class in {spec.label_field!r} "
                     f"({', '.join(classes)}); a classifier needs at least two"
                 )
-            check_regularizer_inputs(session, spec, tenant_id, classes)
+    check_regularizer_inputs(session, spec, tenant_id, classes)
+    check_signal_inputs(session, rows, spec, tenant_id)
+    check_teacher(session, catalog, spec, tenant_id, classes)
+    check_members(session, rows, catalog, spec, tenant_id, classes)
 
 
-def check_regularizer_inputs(session: Session, spec: JobSpec, tenant_id: str, train_classes: list[str]) -> None:
+def _tenant_dataset(session: Session, tenant_id: str, field: str, dataset_id: str) -> Dataset:
+    try:
+        return get_dataset(session, tenant_id=tenant_id, dataset_id=dataset_id)
+    except NotFound:
+        raise InvalidInput(f"{field}: dataset {dataset_id!r} not found") from None
+
+
+def check_regularizer_inputs(
+    session: Session, spec: JobSpec, tenant_id: str, train_classes: list[str], *, where: str = ""
+) -> None:
     """EWC's Fisher data is the tenant's dataset; a distillation source is the tenant's model with the
-    same base model (tokenizer) and labels."""
+    same base model (tokenizer) and labels. `where` prefixes field paths (an ensemble member's)."""
     for index, options in enumerate(spec.optimization.regularizers):
-        where = f"optimization.regularizers.{index}"
+        path = f"{where}optimization.regularizers.{index}"
         if options.name == "ewc":
-            try:
-                dataset = get_dataset(session, tenant_id=tenant_id, dataset_id=options.fisher_data)
-            except NotFound:
-                raise InvalidInput(f"{where}.fisher_data: dataset {options.fisher_data!r} not found") from None
+            dataset = _tenant_dataset(session, tenant_id, f"{path}.fisher_data", options.fisher_data)
             if spec.text_field not in dataset.columns:
-                raise InvalidInput(f"{where}.fisher_data: dataset {dataset.id!r} has no column {spec.text_field!r}")
+                raise InvalidInput(f"{path}.fisher_data: dataset {dataset.id!r} has no column {spec.text_field!r}")
         elif options.name == "source_distillation":
             source = session.get(Model, options.source_model)
             if source is None or source.tenant_id != tenant_id:
-                raise InvalidInput(f"{where}.source_model: model {options.source_model!r} not found")
+                raise InvalidInput(f"{path}.source_model: model {options.source_model!r} not found")
             if source.base_model != spec.base_model or sorted(source.labels) != train_classes:
                 raise InvalidInput(
-                    f"{where}.source_model: model {source.id!r} must share the job's base_model "
+                    f"{path}.source_model: model {source.id!r} must share the job's base_model "
                     f"({spec.base_model!r}) and labels ({', '.join(train_classes)}); it has "
                     f"{source.base_model!r} and {', '.join(sorted(source.labels))}"
                 )
 
 
-def _classes(store: LocalArtifactStore, dataset: Any, spec: JobSpec) -> list[str]:
+def check_signal_inputs(session: Session, rows: RowSource, spec: JobSpec, tenant_id: str, *, where: str = "") -> None:
+    """The datasets of stages, auxiliary tasks, consistency and distillation are the tenant's and have
+    their text column; classification stages and tasks also a label column with at least two classes.
+    Unlabeled datasets serve masked-LM stages and tasks, consistency and distillation."""
+    for index, stage in enumerate(spec.stages):
+        classify = stage.objective == "classification"
+        _check_signal_dataset(
+            session,
+            rows,
+            tenant_id,
+            f"{where}stages.{index}.data",
+            stage.data,
+            text_field=stage.text_field or spec.text_field,
+            label_field=(stage.label_field or spec.label_field) if classify else None,
+            labels_for="a classification stage",
+            limit=stage.max_examples,
+        )
+    for index, task in enumerate(spec.tasks):
+        if task.data is None:
+            continue  # a masked-LM task without data reads the main task's text
+        _check_signal_dataset(
+            session,
+            rows,
+            tenant_id,
+            f"{where}tasks.{index}.data",
+            task.data,
+            text_field=task.text_field or spec.text_field,
+            label_field=(task.label_field or spec.label_field) if task.objective == "classification" else None,
+            labels_for="a classification task",
+        )
+    if spec.consistency is not None:
+        text_field = spec.consistency.text_field or spec.text_field
+        _check_signal_dataset(
+            session, rows, tenant_id, f"{where}consistency.data", spec.consistency.data, text_field=text_field
+        )
+    distilling = spec.distilling
+    if distilling is not None and distilling.unlabeled is not None:
+        text_field = distilling.unlabeled_text_field or spec.text_field
+        _check_signal_dataset(
+            session, rows, tenant_id, f"{where}distillation.unlabeled", distilling.unlabeled, text_field=text_field
+        )
+
+
+def _check_signal_dataset(
+    session: Session,
+    rows: RowSource,
+    tenant_id: str,
+    field: str,
+    dataset_id: str,
+    *,
+    text_field: str,
+    label_field: str | None = None,
+    labels_for: str = "",
+    limit: int | None = None,
+) -> None:
+    dataset = _tenant_dataset(session, tenant_id, field, dataset_id)
+    check_columns(rows, dataset, text_fields=[text_field], label_field=label_field, field=field, labels_for=labels_for)
+    if label_field is None:
+        return
+    values = (row[label_field] for row in rows.read_dataset(dataset.id)[:limit])
+    classes = sorted({value if isinstance(value, str) else "|".join(value) for value in values})
+    if len(classes) < 2:
+        within = f" among its first {limit} rows (max_examples)" if limit is not None and limit < dataset.rows else ""
+        raise InvalidInput(
+            f"{field}: dataset {dataset.id!r} has only one class in {label_field!r}{within} "
+            f"({', '.join(classes)}); {labels_for} needs at least two"
+        )
+
+
+def check_teacher(session: Session, catalog: Catalog, spec: JobSpec, tenant_id: str, train_classes: list[str]) -> None:
+    """A teacher is the tenant's single_label model (or ensemble) whose labels cover the training
+    labels; a student cut from the base model keeps fewer layers than it has."""
+    if spec.teacher is None:
+        return
+    teacher = session.get(Model, spec.teacher)
+    if teacher is None or teacher.tenant_id != tenant_id:
+        raise InvalidInput(f"teacher: model {spec.teacher!r} not found")
+    task = (teacher.spec or {}).get("task", "single_label")
+    if task != "single_label":
+        raise InvalidInput(
+            f"teacher: model {teacher.id!r} is {task}; distillation needs a single_label teacher "
+            "(its softmax gives the soft targets)"
+        )
+    outside = sorted(set(train_classes) - set(teacher.labels))
+    if outside:
+        raise InvalidInput(
+            f"teacher: the labels {', '.join(map(repr, outside))} of data.train are not among the teacher's "
+            f"labels ({', '.join(teacher.labels)}); a student predicts its teacher's labels"
+        )
+    if spec.student_layers is not None:
+        layers = _layer_count(catalog, spec.base_model)
+        if layers is not None and spec.student_layers >= layers:
+            raise InvalidInput(
+                f"student_layers: {spec.student_layers} must be fewer than the {layers} layers of base_model "
+                f"{spec.base_model!r} (a student is the base model cut to fewer layers)"
+            )
+
+
+def _layer_count(catalog: Catalog, base_model: str) -> int | None:
+    """The base model's number of layers from its config.json; None where it cannot be read."""
+    try:
+        layers = catalog.get(base_model).describe().get("layers")
+    except (UnknownBaseModel, OSError, ValueError):
+        return None
+    return layers if isinstance(layers, int) else None
+
+
+def check_members(
+    session: Session, rows: RowSource, catalog: Catalog, spec: JobSpec, tenant_id: str, train_classes: list[str]
+) -> None:
+    """What an ensemble member may set differently from the job: its base model, regularizers and
+    signal options; members share the job's data and labels."""
+    if spec.ensemble is None:
+        return
+    for index, member in enumerate(spec.ensemble.members):
+        where = f"ensemble.members.{index}."
+        try:
+            catalog.get(member.base_model)
+        except UnknownBaseModel as error:
+            raise InvalidInput(f"{where}base_model: {error.args[0]}") from None
+        check_regularizer_inputs(session, member, tenant_id, train_classes, where=where)
+        check_signal_inputs(session, rows, member, tenant_id, where=where)
+
+
+def _classes(rows: RowSource, dataset: Dataset, spec: JobSpec) -> list[str]:
     if spec.task == "single_label" and dataset.label_field == spec.label_field and dataset.label_counts is not None:
         return sorted(dataset.label_counts)
-    rows = store.read_dataset(dataset.id)
-    return sorted({name for row in rows for name in labels_of(row[spec.label_field], spec)})
+    return sorted({name for row in rows.read_dataset(dataset.id) for name in labels_of(row[spec.label_field], spec)})
 
 
 def create_job(
@@ -105,7 +240,7 @@ def create_job(
         catalog.get(spec.base_model)
     except UnknownBaseModel as error:
         raise InvalidInput(f"base_model: {error.args[0]}") from None
-    check_data(session, store, spec, tenant_id)
+    check_data(session, store, spec, tenant_id, catalog=catalog)
     job = Job(id=new_id("job"), tenant_id=tenant_id, status="queued", spec=spec.model_dump(mode="json"))
     session.add(job)
     add_event(session, job.id, "queued", f"recipe {spec.recipe!r} on {spec.base_model!r}")

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, and_, select
 from sqlalchemy.orm import Session
 
-from app.db.models import ApiKey, Model
+from app.db.models import ApiKey, Job, Model
 from app.db.pagination import newest_first
-from app.services.errors import NotFound
+from app.services.datasets import ACTIVE
+from app.services.errors import Conflict, NotFound
 from app.services.keys import hash_key
 from app.storage.artifacts import LocalArtifactStore
 
@@ -53,8 +54,20 @@ def list_models(session: Session, *, tenant_id: str, limit: int, offset: int) ->
     return newest_first(session, query, Model, limit=limit, offset=offset)
 
 
+def referenced_models(spec: dict) -> set[str]:
+    """Every model a stored (expanded) job spec reads: its teacher, and its regularizers' source
+    models, its ensemble members' included."""
+    specs = [spec, *((spec.get("ensemble") or {}).get("members") or [])]
+    named = {s.get("teacher") for s in specs}
+    named |= {r.get("source_model") for s in specs for r in s.get("optimization", {}).get("regularizers", [])}
+    return named - {None}
+
+
 def delete_model(session: Session, store: LocalArtifactStore, *, tenant_id: str, model_id: str) -> None:
     model = get_model(session, tenant_id=tenant_id, model_id=model_id)
+    for job in session.scalars(select(Job).where(Job.tenant_id == tenant_id, Job.status.in_(ACTIVE))):
+        if model_id in referenced_models(job.spec):
+            raise Conflict(f"model {model_id!r} is in use by {job.status} job {job.id!r}; cancel it first")
     session.delete(model)
     session.commit()  # the row goes first: a failed commit must not leave a row without its files
     store.delete_model(model_id)
