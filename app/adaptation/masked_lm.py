@@ -3,6 +3,8 @@ embeddings, for encoders shipped without their pretraining LM head."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -92,3 +94,17 @@ def masked_batch_loss(
     masked, targets = mask_tokens(input_ids.cpu(), maskable.cpu(), mask_id, rate, generator)
     device = input_ids.device
     return masked_lm_step_loss(encoder, head, masked.to(device), attention_mask, targets.to(device))
+
+
+class Masking:
+    """Masked-LM loss of a classifier's batches through its tied LM head (auxiliary tasks)."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.special_ids, self.mask_id = tokenizer.all_special_ids, tokenizer.mask_token_id
+
+    def loss(self, model: nn.Module, batch: Any, rate: float, generator: torch.Generator) -> torch.Tensor:
+        device = model.encoder.get_input_embeddings().weight.device
+        ids, mask = batch.input_ids.to(device), batch.attention_mask.to(device)
+        return masked_batch_loss(
+            model.encoder, lm_head(model), ids, mask, self.special_ids, self.mask_id, rate, generator
+        )

@@ -15,7 +15,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from app.adaptation.data import Batch, Batches, token_batches
-from app.adaptation.masked_lm import lm_head, masked_batch_loss
+from app.adaptation.masked_lm import Masking, lm_head
 from app.adaptation.model import TextClassifier
 from app.adaptation.objectives import step_generator
 from app.adaptation.resources import Resources
@@ -54,23 +54,13 @@ class ClassificationTask:
 
 class MaskedLMTask:
     def __init__(self, options: AuxiliaryTask, spec: JobSpec, tokenizer: PreTrainedTokenizerBase, texts, model):
-        self.name, self.options, self.seed = options.name, options, spec.training.seed
-        self.special_ids, self.mask_id = tokenizer.all_special_ids, tokenizer.mask_token_id
+        self.name, self.options, self.seed, self.masking = options.name, options, spec.training.seed, Masking(tokenizer)
         self.batches = token_batches(tokenizer, texts, spec.training.max_length, None, spec.training.batch_size)
         lm_head(model)
 
     def loss(self, model: TextClassifier, batch: Batch, step: int) -> torch.Tensor:
-        device = next(model.parameters()).device
-        return self.options.weight * masked_batch_loss(
-            model.encoder,
-            lm_head(model),
-            batch.input_ids.to(device),
-            batch.attention_mask.to(device),
-            self.special_ids,
-            self.mask_id,
-            self.options.mask_rate,
-            step_generator(self.seed, step),
-        )
+        generator = step_generator(self.seed, step)
+        return self.options.weight * self.masking.loss(model, batch, self.options.mask_rate, generator)
 
 
 def sampled_tasks(spec: JobSpec, tokenizer, resources: Resources, model: TextClassifier) -> list[SampledTask]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from app.adaptation.masked_lm import lm_head, masked_batch_loss
+from app.adaptation.masked_lm import Masking, lm_head
 from app.adaptation.model import TextClassifier
 from app.adaptation.objectives import OBJECTIVES, ObjectiveContext, StepInputs, step_generator
 from app.schemas.signal import AuxiliaryTask
@@ -17,24 +17,14 @@ class MainTextMaskedLM:
     main_weight = 1.0
 
     def __init__(self, tasks: list[AuxiliaryTask], context: ObjectiveContext) -> None:
-        self.tasks, self.seed = tasks, context.spec.training.seed
-        self.special_ids, self.mask_id = context.tokenizer.all_special_ids, context.tokenizer.mask_token_id
+        self.tasks, self.seed, self.masking = tasks, context.spec.training.seed, Masking(context.tokenizer)
         lm_head(context.model)
 
     def loss(self, model: TextClassifier, inputs: StepInputs) -> torch.Tensor:
-        batch, device = inputs.batch, inputs.logits.device
         total = inputs.logits.new_zeros(())
         for offset, task in enumerate(self.tasks):
-            total = total + task.weight * masked_batch_loss(
-                model.encoder,
-                lm_head(model),
-                batch.input_ids.to(device),
-                batch.attention_mask.to(device),
-                self.special_ids,
-                self.mask_id,
-                task.mask_rate,
-                step_generator(self.seed + offset, inputs.step),
-            )
+            generator = step_generator(self.seed + offset, inputs.step)
+            total = total + task.weight * self.masking.loss(model, inputs.batch, task.mask_rate, generator)
         return total
 
 
