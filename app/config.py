@@ -27,7 +27,9 @@ class Settings(BaseSettings):
         description="Extra catalog entries, id -> local directory in Hugging Face format (JSON object).",
     )
     max_upload_bytes: int = Field(100 * 1024 * 1024, description="Largest dataset upload accepted.")
-    model_cache_size: int = Field(64, ge=1, description="Most trained models serving keeps loaded (LRU).")
+    model_cache_size: int = Field(
+        64, ge=1, description="Most trained models serving keeps loaded (LRU); each member of an ensemble counts."
+    )
     model_cache_bytes: int = Field(
         2 * 1024**3,
         ge=0,

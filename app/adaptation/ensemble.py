@@ -25,7 +25,7 @@ from app.adaptation.callbacks import Callbacks, Labelled
 from app.adaptation.checkpoint import Checkpoints
 from app.adaptation.data import TaskData, Text
 from app.adaptation.labels import check_labels, split_validation
-from app.adaptation.resources import Resources
+from app.adaptation.resources import MissingResource, Resources
 from app.adaptation.tasks import TASKS
 from app.schemas.spec import JobSpec
 
@@ -65,7 +65,11 @@ def load_model(directory: Path, base_model_path: Callable[[str], Path]) -> Loade
     card = read_card(directory)
     if card.get("kind") != "ensemble":
         return load_classifier(directory, base_model_path(card["base_model"]))
-    members = [load_classifier(directory / m["path"], base_model_path(m["base_model"])) for m in card["members"]]
+    members = []
+    for member in card["members"]:
+        folder = directory / member["path"]
+        own = read_card(folder)["weights"] == "own"  # only a member that stored its own weights needs its base
+        members.append(load_classifier(folder, base_model_path(member["base_model"]) if own else None))
     return LoadedEnsemble(members, card["labels"], card.get("task") == "multi_label", card.get("threshold"))
 
 
@@ -91,9 +95,9 @@ def adapt_ensemble(
     for index, member in enumerate(spec.ensemble.members):
         name = f"member-{index}"
         kept = checkpoints.finished_dir(name) if checkpoints is not None else None
-        result = _finished_member(kept, base_model_path, resources) if kept is not None else None
+        result = _finished_member(kept, spec, base_model_path, resources) if kept is not None else None
         if result is None:
-            path = resources.base_models.get(member.base_model, base_model_path)
+            path = _base_of(member.base_model, spec, base_model_path, resources)
             phase = checkpoints.phase(name) if checkpoints is not None else None
             result = adapt(
                 member,
@@ -174,11 +178,21 @@ def _keep_member(directory: Path, member: JobSpec, result: AdaptationResult) -> 
     (directory / RESULT).write_text(json.dumps(numbers))
 
 
-def _finished_member(directory: Path, base_model_path: Path, resources: Resources) -> AdaptationResult | None:
+def _base_of(base_model: str, spec: JobSpec, base_model_path: Path, resources: Resources) -> Path:
+    """A member's base model folder: the job's own, or one that whoever runs the engine provided."""
+    if base_model == spec.base_model:
+        return base_model_path
+    if base_model not in resources.base_models:
+        raise MissingResource(f"base model {base_model!r} of an ensemble member was not provided to the engine")
+    return resources.base_models[base_model]
+
+
+def _finished_member(
+    directory: Path, spec: JobSpec, base_model_path: Path, resources: Resources
+) -> AdaptationResult | None:
     if not (directory / RESULT).exists():
         return None
-    card = read_card(directory)
-    loaded = load_classifier(directory, resources.base_models.get(card["base_model"], base_model_path))
+    loaded = load_classifier(directory, _base_of(read_card(directory)["base_model"], spec, base_model_path, resources))
     numbers = json.loads((directory / RESULT).read_text())
     return AdaptationResult(loaded.model, loaded.tokenizer, loaded.labels, **numbers)
 

@@ -88,6 +88,11 @@ def check_regularizer_inputs(
             source = session.get(Model, options.source_model)
             if source is None or source.tenant_id != tenant_id:
                 raise InvalidInput(f"{path}.source_model: model {options.source_model!r} not found")
+            if (source.spec or {}).get("ensemble"):
+                raise InvalidInput(
+                    f"{path}.source_model: model {source.id!r} is an ensemble; source_distillation anchors to a "
+                    "single model (distil from an ensemble with `teacher` instead)"
+                )
             if source.base_model != spec.base_model or sorted(source.labels) != train_classes:
                 raise InvalidInput(
                     f"{path}.source_model: model {source.id!r} must share the job's base_model "

@@ -106,15 +106,26 @@ class Deployment:
     def predict(self, requests: Sequence[tuple[str, Sequence[Text]]], max_batch: int) -> list[list[dict[str, Any]]]:
         """Predictions for each (model key, texts) request, in order."""
         with self._lock:
-            missing = sorted({key for key, _ in requests if key not in self.members})
-            if missing:
-                raise Unloaded(f"model {missing[0]!r} was unloaded")
-            results = self._probabilities(requests, max_batch)
+            results = self._loaded_probabilities(requests, max_batch)
             members = [self.members[key] for key, _ in requests]
         return [
             format_predictions(m.labels, rows, m.multi_label, m.threshold)
             for m, rows in zip(members, results, strict=True)
         ]
+
+    def probabilities(self, requests: Sequence[tuple[str, Sequence[Text]]], max_batch: int) -> list[torch.Tensor]:
+        """Probabilities for each (model key, texts) request, in order, columns in the order of that
+        model's labels: what an ensemble (ensembles.py) averages over its members."""
+        with self._lock:
+            return self._loaded_probabilities(requests, max_batch)
+
+    def _loaded_probabilities(
+        self, requests: Sequence[tuple[str, Sequence[Text]]], max_batch: int
+    ) -> list[torch.Tensor]:
+        missing = sorted({key for key, _ in requests if key not in self.members})
+        if missing:
+            raise Unloaded(f"model {missing[0]!r} was unloaded")
+        return self._probabilities(requests, max_batch)
 
     @torch.inference_mode()
     def _probabilities(self, requests: Sequence[tuple[str, Sequence[Text]]], max_batch: int) -> list[torch.Tensor]:

@@ -6,17 +6,20 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from app.adaptation import LoadedClassifier, predict_proba
+from app.adaptation import LoadedClassifier
 from app.adaptation.data import Text
 from app.config import Settings
 from app.serving.batcher import MicroBatcher
 from app.serving.cache import ModelCache
 from app.serving.deployments import ServingOptions
 from app.serving.predictions import format_predictions
+
+if TYPE_CHECKING:
+    from app.adaptation.ensemble import LoadedEnsemble
 
 
 class Serving:
@@ -28,9 +31,17 @@ class Serving:
         )
         self.batcher.call(lambda: set_threads(settings.torch_threads))  # a per-thread setting
 
-    def load(self, model_id: str, directory: Path, base_model_path: Path, verify: Callable[[], None]) -> Future:
-        """The loaded model (a future of `Served`), loaded on the inference thread if need be."""
-        return self.batcher.call(lambda: self.cache.get(model_id, directory, base_model_path, verify))
+    def load(
+        self,
+        model_id: str,
+        directory: Path,
+        base_model_path: Path,
+        verify: Callable[[], None],
+        base_models: Callable[[str], Path] | None = None,
+    ) -> Future:
+        """The loaded model (a future of `Served`), loaded on the inference thread if need be;
+        `base_models` finds the base models of an ensemble's members (ModelCache.get)."""
+        return self.batcher.call(lambda: self.cache.get(model_id, directory, base_model_path, verify, base_models))
 
     def close(self) -> None:
         self.batcher.close()
@@ -41,9 +52,7 @@ def set_threads(threads: int) -> None:
     torch.set_num_threads(threads or len(os.sched_getaffinity(0)))
 
 
-def predict(loaded: LoadedClassifier, texts: Sequence[Text]) -> list[dict[str, Any]]:
-    """Predictions of one loaded model, outside the service (no cache, no batching)."""
-    probabilities = predict_proba(
-        loaded.model, loaded.tokenizer, texts, loaded.max_length, multi_label=loaded.multi_label
-    )
-    return format_predictions(loaded.labels, probabilities, loaded.multi_label, loaded.threshold)
+def predict(loaded: LoadedClassifier | LoadedEnsemble, texts: Sequence[Text]) -> list[dict[str, Any]]:
+    """Predictions of one loaded model or ensemble (ensemble.load_model), outside the service (no
+    cache, no batching)."""
+    return format_predictions(loaded.labels, loaded.probabilities(texts), loaded.multi_label, loaded.threshold)

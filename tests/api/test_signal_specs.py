@@ -47,9 +47,9 @@ def ids(client, headers) -> dict[str, str]:
     }
 
 
-def add_model(settings: Settings, tenant: str, labels: list[str], task: str = "single_label") -> str:
+def add_model(settings: Settings, tenant: str, labels: list[str], task: str = "single_label", **options: Any) -> str:
     """A model row of `tenant` as a finished job leaves it (no artifact: submission reads the row)."""
-    spec = expand({"base_model": "tiny-bert", "data": {"train": "ds_gone"}}).model_dump(mode="json")
+    spec = expand({"base_model": "tiny-bert", "data": {"train": "ds_gone"}, **options}).model_dump(mode="json")
     spec["task"] = task
     model_id = new_id("mdl")
     with session_scope(settings.resolved_database_url) as session:
@@ -321,3 +321,17 @@ def test_a_teacher_an_active_job_reads_cannot_be_deleted(client, headers, ids, m
     assert client.get(f"/v1/models/{models['TEACHER']}", headers=headers).status_code == 200
     client.post(f"/v1/jobs/{job_id}/cancel", headers=headers)
     assert client.delete(f"/v1/models/{models['TEACHER']}", headers=headers).status_code == 204
+
+
+def test_an_ensemble_cannot_anchor_source_distillation(settings, client, headers, ids):
+    ensemble = add_model(settings, "acme", ["negative", "positive"], ensemble={"size": 2})
+    regularizer = {"name": "source_distillation", "source_model": ensemble}
+    spec = job_spec({"optimization": {"regularizers": [regularizer]}}, ids)
+    before = len(client.get("/v1/jobs", headers=headers).json()["items"])
+    response = submit(client, headers, spec)
+    assert response.status_code == 422
+    assert "optimization.regularizers.0.source_model" in response.json()["detail"]
+    assert "is an ensemble" in response.json()["detail"]
+    assert len(client.get("/v1/jobs", headers=headers).json()["items"]) == before
+    # ...while distilling from it as a teacher is accepted.
+    assert submit(client, headers, job_spec({"teacher": ensemble}, ids)).status_code == 202

@@ -98,7 +98,8 @@ async def predict(
         served = serving.cache.peek(model.id)
         if served is None:  # loading reads and checks files: off the event loop
             verify = lambda: store.verify_model(model.id)  # noqa: E731
-            served = await asyncio.wrap_future(serving.load(model.id, directory, base, verify))
+            members_base = lambda name: catalog.get(name).path  # noqa: E731 - an ensemble's members' bases
+            served = await asyncio.wrap_future(serving.load(model.id, directory, base, verify, members_base))
         try:
             future = serving.batcher.submit(served, body.inputs)
         except Overloaded as error:
