@@ -6,14 +6,12 @@ auxiliary tasks, then optionally the main task alone. An ensemble runs this for 
 
 from __future__ import annotations
 
-import random
 import resource
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
@@ -33,6 +31,7 @@ from app.adaptation.precision import allow_tf32
 from app.adaptation.precision import resolve as resolve_precision
 from app.adaptation.regularizers import REGULARIZERS, Regularizer, RegularizerContext
 from app.adaptation.resources import Resources
+from app.adaptation.seeding import seed_everything
 from app.adaptation.stages import run_stages
 from app.adaptation.strategies import STRATEGIES
 from app.adaptation.student import cut_encoder
@@ -66,12 +65,6 @@ class AdaptationResult:
     train_seconds: float
     peak_memory_bytes: int
     members: list[tuple[JobSpec, AdaptationResult]] = field(default_factory=list)  # an ensemble's
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def pick_device() -> torch.device:

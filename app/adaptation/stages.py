@@ -27,6 +27,7 @@ from app.adaptation.objectives import step_generator
 from app.adaptation.precision import autocast, resolve
 from app.adaptation.resources import Resources
 from app.adaptation.schedules import SCHEDULES
+from app.adaptation.seeding import part_seed, seed_everything
 from app.adaptation.strategies import STRATEGIES
 from app.adaptation.tasks import TASKS, label_names
 from app.adaptation.trainer import Trainer
@@ -47,9 +48,16 @@ def run_stages(
     checkpoints: Checkpoints | None,
 ) -> list[dict[str, Any]]:
     """Run every stage on `encoder` in place; returns what each reported."""
-    reports = []
+    reports: list[dict[str, Any]] = []
+    if not spec.stages:
+        return reports
+    # The pretraining pooler is no part of any model here (TextClassifier drops it too): without it,
+    # a finished stage's weights load into the next attempt's freshly loaded encoder.
+    if getattr(encoder, "pooler", None) is not None:
+        encoder.pooler = None
     for index, stage in enumerate(spec.stages):
         name, label = f"stage-{index + 1}", f"stage {index + 1}/{len(spec.stages)} ({stage.objective})"
+        seed_everything(part_seed(spec.training.seed, index + 1))
         done = checkpoints.finished(name) if checkpoints is not None else None
         if done is not None:
             weights, report = done
@@ -72,6 +80,7 @@ def run_stages(
         if checkpoints is not None:
             checkpoints.mark_finished(name, encoder.state_dict(), report)
         reports.append(report)
+    seed_everything(part_seed(spec.training.seed, len(spec.stages) + 1))  # the main task's part
     return reports
 
 
