@@ -7,12 +7,12 @@ import pytest
 from app.adaptation.heads import HEADS
 from app.adaptation.objectives import OBJECTIVES
 from app.adaptation.perturbations import PERTURBATIONS
-from app.adaptation.sampling import SAMPLINGS
-from app.adaptation.slicing import RULES
 from app.adaptation.pooling import POOLINGS
 from app.adaptation.registry import Registry
 from app.adaptation.regularizers import REGULARIZERS
+from app.adaptation.sampling import SAMPLINGS
 from app.adaptation.schedules import SCHEDULES
+from app.adaptation.slicing import RULES
 from app.adaptation.strategies import STRATEGIES
 from app.adaptation.unfreezing import UNFREEZING
 from app.schemas.signal import RULES as SLICE_RULES
