@@ -73,3 +73,24 @@ def test_serving_profile_groups_the_api_process_cpu(tmp_path):
     shares = result["cpu_share"]
     assert "forward pass (torch, transformers)" in shares
     assert abs(sum(shares.values()) - 1) < 0.01
+
+
+def test_signal_benchmark_measures_every_variant_ensemble_and_distillation(tmp_path):
+    result = run("signal.py", tmp_path / "signal.json")
+    assert result["smoke"] is True
+    sections = result["sections"]
+    variants = {row["variant"] for row in sections["sst2"]["rows"]}
+    assert variants == {"fine_tuning", "masked_lm_stage", "consistency", "trec_then_sst2"}
+    for row in sections["sst2"]["rows"]:
+        assert 0 <= row["dev_accuracy_mean"] <= 1 and row["train_seconds_mean"] > 0
+        assert len(row["dev_accuracy_per_seed"]) == len(sections["sst2"]["settings"]["seeds"])
+    ensemble = sections["ensemble"]
+    assert len(ensemble["members"]) == ensemble["settings"]["ensemble_size"]
+    assert 0 <= ensemble["ensemble"]["test_accuracy"] <= 1
+    models = sections["distillation"]["models"]
+    assert set(models) == {"teacher", "student", "labels_only"}
+    assert len(models["student"]["layers"]) == 3 and len(models["teacher"]["layers"]) == 6
+    speed = sections["distill_speed"]
+    assert speed["teacher"]["texts_per_second"] > 0 and speed["student"]["texts_per_second"] > 0
+    # the saved models predict as they did when trained
+    assert abs(speed["student"]["accuracy_of_loaded_model"] - models["student"]["test_accuracy"]) < 1e-9
