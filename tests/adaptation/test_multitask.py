@@ -24,7 +24,7 @@ from app.adaptation.resources import Resources
 from app.adaptation.tasks import TASKS
 from app.adaptation.trainer import Trainer
 from tests.adaptation.helpers import classifier, job
-from tests.utils.data import FILLER, WORDS, sentiment
+from tests.utils.data import sentiment, three_way
 
 # ---- 1. task sampling ---------------------------------------------------------------------------------
 
@@ -117,18 +117,6 @@ def test_the_same_random_state_replays_the_same_order_so_a_resumed_epoch_goes_on
 
 
 # ---- 2 and 4. auxiliary classification tasks in a real run -------------------------------------------
-
-
-def three_way(n: int, seed: int) -> list[dict]:
-    """A 3-class task (positive / negative / neutral: no cue word)."""
-    rng = random.Random(seed)
-    rows = []
-    for _ in range(n):
-        label = rng.choice(["negative", "neutral", "positive"])
-        words = rng.sample(FILLER, rng.randint(2, 6)) + ([] if label == "neutral" else [rng.choice(WORDS[label])])
-        rng.shuffle(words)
-        rows.append({"text": " ".join(words), "label": label})
-    return rows
 
 
 MAIN = TaskData(sentiment(64, seed=1), sentiment(32, seed=2))  # 4 batches of 16

@@ -22,7 +22,7 @@ from app.adaptation.model import TextClassifier, load_pretrained_encoder
 from app.adaptation.resources import Resources
 from app.schemas.recipes import SpecError, stage_spec
 from tests.adaptation.helpers import job
-from tests.utils.data import FILLER, WORDS, sentiment
+from tests.utils.data import sentiment, three_way
 
 adapt_module = importlib.import_module("app.adaptation.adapt")  # the package's `adapt` is the function
 
@@ -56,18 +56,6 @@ def domain_texts(held_out: bool, n: int | None = None, seed: int = 0) -> list[st
 
 def text_rows(texts: list[str]) -> list[dict]:
     return [{"text": text} for text in texts]
-
-
-def three_way(n: int, seed: int) -> list[dict]:
-    """Rows of a 3-class task (positive / negative / neutral: no cue word) for intermediate tasks."""
-    rng = random.Random(seed)
-    rows = []
-    for _ in range(n):
-        label = rng.choice(["negative", "neutral", "positive"])
-        words = rng.sample(FILLER, rng.randint(2, 6)) + ([] if label == "neutral" else [rng.choice(WORDS[label])])
-        rng.shuffle(words)
-        rows.append({"text": " ".join(words), "label": label})
-    return rows
 
 
 MAIN = TaskData(sentiment(64, seed=1), sentiment(32, seed=2))  # 4 batches of 16 per epoch

@@ -62,3 +62,16 @@ def paired(n: int, seed: int = 0) -> LabeledTexts:
         texts.append((first, " ".join(rng.sample(FILLER, 4))))
         labels.append(label)
     return LabeledTexts(texts, labels)
+
+
+def three_way(n: int, seed: int) -> list[dict]:
+    """Rows of a 3-class task (positive / negative / neutral: no cue word), for auxiliary and
+    intermediate tasks."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        label = rng.choice(["negative", "neutral", "positive"])
+        words = rng.sample(FILLER, rng.randint(2, 6)) + ([] if label == "neutral" else [rng.choice(WORDS[label])])
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words), "label": label})
+    return rows
