@@ -76,7 +76,7 @@ def test_serving_profile_groups_the_api_process_cpu(tmp_path):
 
 
 def test_signal_benchmark_measures_every_variant_ensemble_and_distillation(tmp_path):
-    result = run("signal.py", tmp_path / "signal.json")
+    result = run("more_signal.py", tmp_path / "signal.json")
     assert result["smoke"] is True
     sections = result["sections"]
     variants = {row["variant"] for row in sections["sst2"]["rows"]}

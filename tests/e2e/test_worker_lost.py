@@ -134,7 +134,9 @@ def test_an_api_killed_and_restarted_loses_nothing(service, tmp_path):
         job = wait_for(ended, timeout=180)
         assert job["status"] == "succeeded" and job["attempts"] == 1
         body = {"inputs": ["good"]}
-        predicted = httpx.post(f"{url}/v1/models/{job['model_id']}/predict", headers=service.headers, json=body)
+        # The restarted API's first prediction imports torch and loads the model: seconds on a slow machine.
+        predict = f"{url}/v1/models/{job['model_id']}/predict"
+        predicted = httpx.post(predict, headers=service.headers, json=body, timeout=120)
         assert predicted.status_code == 200
     finally:
         api.kill()

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """More signal than the labeled set (issue #4) on real data, with the real all-MiniLM-L6-v2.
 
-    .venv/bin/python benchmarks/signal.py                                   # every section
-    .venv/bin/python benchmarks/signal.py --sections sst2 --seeds 0,1,2
-    .venv/bin/python benchmarks/signal.py --sections distill_speed          # re-time the saved models
-    .venv/bin/python benchmarks/signal.py --smoke                           # seconds, to check it runs
+    .venv/bin/python benchmarks/more_signal.py                                   # every section
+    .venv/bin/python benchmarks/more_signal.py --sections sst2 --seeds 0,1,2
+    .venv/bin/python benchmarks/more_signal.py --sections distill_speed          # re-time the saved models
+    .venv/bin/python benchmarks/more_signal.py --smoke                           # seconds, to check it runs
 
 Sections (--sections):
 
@@ -37,25 +37,19 @@ skipped are kept); --smoke writes to the temp directory instead. Trained models 
 
 from __future__ import annotations
 
+import argparse
+import datetime
+import json
+import os
+import random
+import shlex
+import statistics
 import sys
+import tempfile
+import time
+from collections import defaultdict
 from pathlib import Path
-
-# Run as a script, this file's folder comes first on sys.path, and its name would then shadow the
-# standard library's `signal` (which subprocess, torch and others import): take the folder off.
-HERE = Path(__file__).resolve().parent
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != HERE]
-
-import argparse  # noqa: E402
-import datetime  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import random  # noqa: E402
-import shlex  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from collections import defaultdict  # noqa: E402
-from typing import Any  # noqa: E402
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -695,7 +689,7 @@ def header(args: argparse.Namespace) -> dict[str, Any]:
 def run_info(args: argparse.Namespace, started_at: str) -> dict[str, Any]:
     """Which invocation measured a section (sections of several runs may share the file)."""
     return {
-        "command": shlex.join([".venv/bin/python", "benchmarks/signal.py", *sys.argv[1:]]),
+        "command": shlex.join([".venv/bin/python", "benchmarks/more_signal.py", *sys.argv[1:]]),
         "started_at": started_at,
         "reductions": reductions(args),
         **({"note": args.note} if args.note else {}),
