@@ -19,7 +19,7 @@ from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from app.adaptation.artifact import save_classifier
 from app.adaptation.callbacks import Callbacks, SilentCallbacks
 from app.adaptation.checkpoint import Checkpoints
-from app.adaptation.data import TaskData
+from app.adaptation.data import LabeledTexts, TaskData
 from app.adaptation.inference import predict_proba
 from app.adaptation.labels import InvalidTaskData, check_labels, split_validation
 from app.adaptation.model import TextClassifier, count_parameters, load_pretrained_encoder
@@ -35,7 +35,7 @@ from app.adaptation.seeding import seed_everything
 from app.adaptation.stages import run_stages
 from app.adaptation.strategies import STRATEGIES
 from app.adaptation.student import cut_encoder
-from app.adaptation.tasks import TASKS
+from app.adaptation.tasks import TASKS, Task
 from app.adaptation.trainer import Trainer, TrainOutcome, evaluate
 from app.schemas.spec import JobSpec
 
@@ -137,22 +137,20 @@ def adapt(
         resources.source_models,
     )
     regularizers = build_regularizers(spec, context)
-    objectives = build_objectives(ObjectiveContext(spec, model, tokenizer, device, train, task, resources, callbacks))
-    sampled = sampled_tasks(spec, tokenizer, resources, model)
-    trainer = Trainer(model, tokenizer, task, spec, callbacks, progress_interval, regularizers, objectives, sampled)
-    outcome = trainer.fit(train, validation, checkpoints.phase("main") if phased else checkpoints)
-    touched = set(trainer.touched)
-    if spec.main_task_epochs:  # then the main task alone: no sampled tasks, no masked-LM task on its text
-        alone = spec.model_copy(
-            update={"tasks": [], "training": spec.training.model_copy(update={"epochs": spec.main_task_epochs})}
-        )
-        plain = [o for o in objectives if not isinstance(o, MainTextMaskedLM)]
-        finish = Trainer(
-            model, tokenizer, task, alone, callbacks, progress_interval, regularizers, plain, stage="main task alone"
-        )
-        finished = finish.fit(train, validation, checkpoints.phase("main-alone") if phased else None)
-        touched |= finish.touched
-        outcome = merge_outcomes(outcome, finished)
+    outcome, touched, earlier_seconds = train_main_task(
+        spec,
+        model,
+        tokenizer,
+        task,
+        train,
+        validation,
+        callbacks,
+        progress_interval,
+        regularizers,
+        resources,
+        checkpoints.phase("main") if phased else checkpoints,
+        checkpoints.phase("main-alone") if phased else None,
+    )
     model.extra_heads = nn.ModuleDict()  # training-only heads are not part of the model
     # What trained is what an unfreezing schedule actually thawed (top_only never thaws the bottom).
     trainable = sum(p.numel() for name, p in model.named_parameters() if name in touched)
@@ -161,7 +159,7 @@ def adapt(
         probabilities = predict_proba(model, tokenizer, validation.texts, spec.training.max_length, multi_label=True)
         task.fit_threshold(validation.labels, probabilities)
         outcome.best_metrics = task.report(validation.labels, probabilities)
-    train_seconds = time.monotonic() - started + trainer.seconds_before_resume
+    train_seconds = time.monotonic() - started + earlier_seconds
     metrics: dict[str, Any] = {
         **outcome.best_metrics,
         "best_epoch": outcome.best_epoch,
@@ -177,20 +175,54 @@ def adapt(
     if data.test is not None:
         metrics["test"] = evaluate(model, tokenizer, data.test, task, spec.training.max_length)
     if spec.slices:
+        parts = {"validation": validation, "test": data.test}
         metrics["slices"] = {
-            name: slice_metrics(
-                spec,
-                tokenizer,
-                part,
-                predict_proba(model, tokenizer, part.texts, spec.training.max_length, multi_label=task.multi_label),
-                task,
-            )
-            for name, part in (("validation", validation), ("test", data.test))
-            if part is not None
+            name: slices_of(spec, model, tokenizer, part, task) for name, part in parts.items() if part
         }
     return AdaptationResult(
         model.cpu(), tokenizer, labels, metrics, task.threshold, trainable, total, train_seconds, _peak_memory(device)
     )
+
+
+def train_main_task(
+    spec: JobSpec,
+    model: TextClassifier,
+    tokenizer: PreTrainedTokenizerBase,
+    task: Task,
+    train: LabeledTexts,
+    validation: LabeledTexts | None,
+    callbacks: Callbacks,
+    progress_interval: float,
+    regularizers: list[Regularizer],
+    resources: Resources,
+    checkpoints: Checkpoints | None,
+    alone_checkpoints: Checkpoints | None,
+) -> tuple[TrainOutcome, set[str], float]:
+    """The main task with its objectives and sampled tasks, then (`main_task_epochs`) the main task
+    alone; returns the outcome, the parameters that trained, and the seconds of earlier attempts."""
+    device = next(model.parameters()).device
+    objectives = build_objectives(ObjectiveContext(spec, model, tokenizer, device, train, task, resources, callbacks))
+    sampled = sampled_tasks(spec, tokenizer, resources, model)
+    trainer = Trainer(model, tokenizer, task, spec, callbacks, progress_interval, regularizers, objectives, sampled)
+    outcome = trainer.fit(train, validation, checkpoints)
+    touched = set(trainer.touched)
+    if spec.main_task_epochs:  # no sampled tasks, no masked-LM task on the main text
+        epochs = spec.training.model_copy(update={"epochs": spec.main_task_epochs})
+        alone = spec.model_copy(update={"tasks": [], "training": epochs})
+        plain = [o for o in objectives if not isinstance(o, MainTextMaskedLM)]
+        finish = Trainer(
+            model, tokenizer, task, alone, callbacks, progress_interval, regularizers, plain, stage="main task alone"
+        )
+        outcome = merge_outcomes(outcome, finish.fit(train, validation, alone_checkpoints))
+        touched |= finish.touched
+    return outcome, touched, trainer.seconds_before_resume
+
+
+def slices_of(
+    spec: JobSpec, model: TextClassifier, tokenizer: PreTrainedTokenizerBase, data: LabeledTexts, task: Task
+) -> dict[str, dict[str, Any]]:
+    probabilities = predict_proba(model, tokenizer, data.texts, spec.training.max_length, multi_label=task.multi_label)
+    return slice_metrics(spec, tokenizer, data, probabilities, task)
 
 
 def teacher_labels(teacher_id: str, resources: Resources, labels: list[str]) -> list[str]:
