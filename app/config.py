@@ -75,6 +75,26 @@ class Settings(BaseSettings):
         15.0, ge=0, description="How often the API looks for jobs whose worker was lost; 0: never."
     )
 
+    webhook_allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts a job's webhook may point at (JSON list, e.g. [\"hooks.example.com\"]); empty: webhooks are off.",
+    )
+    webhook_secret: str = Field(
+        "", description="Key of the HMAC-SHA256 signature on every webhook POST; required when webhooks are on."
+    )
+    webhook_max_attempts: int = Field(8, ge=1, description="POSTs a webhook delivery gets before it is given up.")
+    webhook_backoff_seconds: float = Field(
+        2.0, gt=0, description="Wait before the first retry of a webhook; doubled at every retry after."
+    )
+    webhook_timeout_seconds: float = Field(10.0, gt=0, description="How long one webhook POST may take.")
+    webhook_poll_seconds: float = Field(
+        1.0, ge=0, description="How often the API looks for webhooks to deliver; 0: it never delivers."
+    )
+    log_format: Literal["json", "text"] = Field(
+        "json", description="json: one JSON object per line, with request and job ids; text: for people."
+    )
+    log_level: str = Field("INFO", description="Least severe log level written.")
+
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.var_dir / 'thaw.sqlite').resolve()}"

@@ -22,6 +22,8 @@ def test_migrations_match_the_models_and_downgrade_cleanly(settings):
         "jobs",
         "job_events",
         "models",
+        "experiments",
+        "webhook_deliveries",
     }
     config = Config(str(ROOT / "alembic.ini"))
     config.attributes.update(url=settings.resolved_database_url, configure_logger=False)
