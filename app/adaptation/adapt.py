@@ -170,6 +170,7 @@ def adapt(
         "resumed_from_step": outcome.resumed_from_step,
         "history": outcome.history,
         "phases": outcome.phases,
+        "loss_curve": outcome.loss_curve,
         **signal_metrics(spec, stage_reports, outcome),
     }
     if data.test is not None:
@@ -259,6 +260,7 @@ def merge_outcomes(first: TrainOutcome, then: TrainOutcome) -> TrainOutcome:
         best_epoch=then.best_epoch + epochs,
         history=history,
         phases=first.phases + then.phases,
+        loss_curve=first.loss_curve + [{**point, "step": point["step"] + first.steps} for point in then.loss_curve],
         steps=first.steps + then.steps,
         task_steps={
             k: first.task_steps.get(k, 0) + then.task_steps.get(k, 0) for k in first.task_steps | then.task_steps

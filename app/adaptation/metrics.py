@@ -1,4 +1,4 @@
-"""Classification metrics: accuracy, macro-F1 and per-class precision/recall/F1/support."""
+"""Classification metrics: accuracy, macro-F1, per-class precision/recall/F1/support, confusion matrix."""
 
 from __future__ import annotations
 
@@ -24,4 +24,15 @@ def classification_report(gold: Sequence[str], predicted: Sequence[str], labels:
         "macro_f1": macro_f1,
         "examples": len(gold),
         "per_class": per_class,
+        "confusion_matrix": confusion_matrix(gold, predicted, labels),
     }
+
+
+def confusion_matrix(gold: Sequence[str], predicted: Sequence[str], labels: Sequence[str]) -> dict[str, Any]:
+    """Counts of (gold, predicted) pairs: row i is gold label i, column j predicted label j."""
+    index = {label: i for i, label in enumerate(labels)}
+    matrix = [[0] * len(labels) for _ in labels]
+    for g, p in zip(gold, predicted, strict=True):
+        if g in index and p in index:  # a gold label the model never saw has no row
+            matrix[index[g]][index[p]] += 1
+    return {"labels": list(labels), "matrix": matrix}

@@ -32,6 +32,7 @@ from app.adaptation.precision import autocast, resolve
 from app.adaptation.regularizers import Regularizer
 from app.adaptation.schedules import SCHEDULES
 from app.adaptation.tasks import Task
+from app.adaptation.loss_curve import LossCurve
 from app.adaptation.unfreezing import UNFREEZING, Position
 from app.schemas.spec import JobSpec
 
@@ -42,6 +43,7 @@ class TrainOutcome:
     best_metrics: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
     phases: list[dict[str, Any]] = field(default_factory=list)
+    loss_curve: list[dict[str, Any]] = field(default_factory=list)  # {"step", "loss"}: see LossCurve
     steps: int = 0
     stopped_early: bool = False
     features_cached: bool = False
@@ -100,6 +102,7 @@ class Trainer:
         schedule, options = SCHEDULES.get(self.spec.optimization.lr_schedule.name), self.spec.optimization.lr_schedule
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule(step, total_steps, options))
         rng = random.Random(cfg.seed)
+        curve = LossCurve(total_steps)
         self._started = self._last_report = time.monotonic()
         first_epoch, skip = 1, 0
         saved = checkpoints.load() if checkpoints is not None else None
@@ -116,6 +119,8 @@ class Trainer:
                 loss = self._step(batch, optimizer, scheduler, outcome.steps)
                 outcome.task_steps[batch.task or MAIN] = outcome.task_steps.get(batch.task or MAIN, 0) + 1
                 outcome.steps += 1
+                if (point := curve.add(outcome.steps, loss)) is not None:
+                    outcome.loss_curve.append(point)
                 if loss is not None:  # the progress loss is the main task's
                     loss_sum += loss
                     loss_steps += 1

@@ -54,6 +54,8 @@ def assert_same_model(a, b):
     different = [k for k in first if not torch.equal(first[k], second[k])]
     assert not different, f"weights differ after resuming: {different[:5]}"
     assert a.metrics["history"] == b.metrics["history"] and a.metrics["best_epoch"] == b.metrics["best_epoch"]
+    # 30 steps: a curve point per step, so the checkpoint falls between points and the curve comes back whole.
+    assert a.metrics["loss_curve"] == b.metrics["loss_curve"] and len(a.metrics["loss_curve"]) == 30
 
 
 @pytest.mark.parametrize(

@@ -18,3 +18,5 @@ def test_report_on_a_known_confusion():
     assert report["per_class"]["c"]["f1"] == pytest.approx(2 / 3)
     assert report["macro_f1"] == pytest.approx((0.8 + 0.5 + 2 / 3) / 3)
     assert report["examples"] == 6
+    # Rows are gold, columns predicted: one a read as b, one b read as c.
+    assert report["confusion_matrix"] == {"labels": ["a", "b", "c"], "matrix": [[2, 1, 0], [0, 1, 1], [0, 0, 1]]}
