@@ -132,3 +132,46 @@ class Prediction(Public):
 
 class PredictResponse(Public):
     predictions: list[Prediction]
+
+
+class Spread(Public):
+    mean: float
+    std: float | None = Field(description="Sample standard deviation over the runs; null for one run.")
+    values: list[float]
+
+
+class LeaderboardRow(Public):
+    variant: str
+    recipe: str | None
+    runs: int
+    finished: int = Field(description="Runs that succeeded; only they are summarised.")
+    failed: int
+    evaluated_on: str = Field(description="test when every finished run has test metrics, else validation.")
+    metrics: dict[str, Spread] = Field(description="accuracy, macro_f1 (micro_f1 for multi-label) over the runs.")
+    train_seconds: Spread | None
+    trainable_params: int | None
+    total_params: int | None
+    peak_memory_bytes: Spread | None
+    artifact_bytes: int | None
+
+
+class ExperimentRun(Public):
+    job_id: str
+    variant: str
+    seed: int
+    status: str
+
+
+class ExperimentPublic(Public):
+    id: str
+    name: str
+    status: str = Field(description="running, succeeded, failed, cancelled, or partial (finished, mixed).")
+    created_at: datetime
+    seeds: list[int]
+    request: dict[str, Any] = Field(description="The experiment as submitted, seeds spelt out.")
+    runs: list[ExperimentRun]
+    leaderboard: list[LeaderboardRow] = Field(description="One row per variant, best mean first.")
+
+
+class ExperimentsPublic(Page):
+    items: list[ExperimentPublic]
