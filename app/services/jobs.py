@@ -15,6 +15,7 @@ from app.schemas.recipes import SpecError, describe, expand
 from app.schemas.spec import JobSpec, labels_of
 from app.services.datasets import CachedRows, RowSource, check_columns, get_dataset
 from app.services.errors import Conflict, InvalidInput, NotFound, Unavailable
+from app.services.webhook_policy import WEBHOOKS_OFF, WebhookPolicy
 from app.storage.artifacts import LocalArtifactStore
 
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -231,6 +232,28 @@ def _classes(rows: RowSource, dataset: Dataset, spec: JobSpec) -> list[str]:
     return sorted({name for row in rows.read_dataset(dataset.id) for name in labels_of(row[spec.label_field], spec)})
 
 
+def checked_spec(
+    session: Session,
+    store: LocalArtifactStore,
+    catalog: Catalog,
+    *,
+    tenant_id: str,
+    raw: Any,
+    webhooks: WebhookPolicy = WEBHOOKS_OFF,
+) -> JobSpec:
+    """The expanded spec, once everything it names is known to exist, be the tenant's and fit.
+    `webhooks` says which webhook URLs the service accepts; by default none."""
+    spec = validate_spec(raw)
+    if spec.webhook is not None:
+        webhooks.check(str(spec.webhook.url))
+    try:
+        catalog.get(spec.base_model)
+    except UnknownBaseModel as error:
+        raise InvalidInput(f"base_model: {error.args[0]}") from None
+    check_data(session, store, spec, tenant_id, catalog=catalog)
+    return spec
+
+
 def create_job(
     session: Session,
     store: LocalArtifactStore,
@@ -239,14 +262,16 @@ def create_job(
     *,
     tenant_id: str,
     raw: Any,
+    webhooks: WebhookPolicy = WEBHOOKS_OFF,
 ) -> Job:
-    spec = validate_spec(raw)
-    try:
-        catalog.get(spec.base_model)
-    except UnknownBaseModel as error:
-        raise InvalidInput(f"base_model: {error.args[0]}") from None
-    check_data(session, store, spec, tenant_id, catalog=catalog)
-    job = Job(id=new_id("job"), tenant_id=tenant_id, status="queued", spec=spec.model_dump(mode="json"))
+    spec = checked_spec(session, store, catalog, tenant_id=tenant_id, raw=raw, webhooks=webhooks)
+    job = Job(
+        id=new_id("job"),
+        tenant_id=tenant_id,
+        status="queued",
+        spec=spec.model_dump(mode="json"),
+        webhook_url=str(spec.webhook.url) if spec.webhook is not None else None,
+    )
     session.add(job)
     add_event(session, job.id, "queued", f"recipe {spec.recipe!r} on {spec.base_model!r}")
     session.commit()  # the worker must find the row when the message arrives
