@@ -1,4 +1,4 @@
-"""`thaw`: keys, migrations, and starting the service (API, worker, or both supervised)."""
+"""Commands on the service itself: keys, migrations, and starting it (API, worker, or both supervised)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,9 @@ import typer
 
 from app.config import get_settings
 
-cli = typer.Typer(help="Thaw: adapt pretrained language models to your classification tasks.", no_args_is_help=True)
-keys = typer.Typer(help="API keys.", no_args_is_help=True)
-cli.add_typer(keys, name="keys")
+keys = typer.Typer(help="API keys (run on the service's machine: it writes to its database).", no_args_is_help=True)
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @keys.command("create")
@@ -44,7 +42,6 @@ def keys_revoke(key: str = typer.Argument(..., help="The key to revoke, as `keys
     typer.echo("revoked")
 
 
-@cli.command()
 def migrate() -> None:
     """Bring the database schema to the latest migration (Alembic)."""
     from alembic import command
@@ -92,19 +89,16 @@ def worker_command() -> list[str]:
     ]
 
 
-@cli.command()
 def serve() -> None:
     """Run the API only."""
     os.execv(sys.executable, api_command())
 
 
-@cli.command()
 def worker() -> None:
     """Run one training worker only."""
     os.execv(sys.executable, worker_command())
 
 
-@cli.command()
 def run() -> None:
     """API and one worker; the worker is restarted whenever it dies. Ctrl-C stops both."""
     settings = get_settings()
@@ -140,11 +134,3 @@ def run() -> None:
         except subprocess.TimeoutExpired:
             process.kill()
     raise typer.Exit(0 if stopping else 1)
-
-
-def main() -> None:
-    cli()
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,89 @@
+"""`thaw models` (list, get, delete) and `thaw predict`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from app.cli.connection import api
+from app.cli.output import JsonFlag, fields, percent, print_json, size, table
+from app.schemas.resources import ModelPublic
+
+models = typer.Typer(help="Trained models: cards, metrics and trade-offs.", no_args_is_help=True)
+
+
+def show(model: ModelPublic) -> None:
+    metrics, test = model.metrics, model.metrics.get("test") or {}
+    fields(
+        [
+            ("id", model.id),
+            ("job", model.job_id),
+            ("recipe", model.spec.get("recipe")),
+            ("base model", model.base_model),
+            ("labels", ", ".join(model.labels)),
+            ("val accuracy", percent(metrics.get("accuracy"))),
+            ("test accuracy", percent(test.get("accuracy"))),
+            ("trainable", f"{size(model.trainable_params)} of {size(model.total_params)} parameters"),
+            ("artifact", f"{size(model.artifact_bytes)}B"),
+            ("peak memory", f"{size(model.peak_memory_bytes)}B" if model.peak_memory_bytes else None),
+            ("train time", f"{model.train_seconds:.1f} s" if model.train_seconds is not None else None),
+        ]
+    )
+
+
+@models.command("list")
+def list_(limit: int = 50, offset: int = 0, as_json: JsonFlag = False) -> None:
+    """Your models, newest first."""
+    with api() as thaw:
+        page = thaw.models(limit=limit, offset=offset)
+    if as_json:
+        return print_json(page)
+    rows = [
+        (
+            m.id,
+            m.spec.get("recipe"),
+            m.base_model,
+            percent(m.metrics.get("accuracy")),
+            percent((m.metrics.get("test") or {}).get("accuracy")),
+            size(m.trainable_params),
+        )
+        for m in page.items
+    ]
+    table(f"{page.total} models", ["id", "recipe", "base model", "val acc", "test acc", "trainable"], rows)
+
+
+@models.command("get")
+def get(model_id: str, as_json: JsonFlag = False) -> None:
+    """The model's card."""
+    with api() as thaw:
+        model = thaw.model(model_id)
+    print_json(model) if as_json else show(model)
+
+
+@models.command("delete")
+def delete(model_id: str) -> None:
+    with api() as thaw:
+        thaw.delete_model(model_id)
+    typer.echo(f"deleted {model_id}")
+
+
+def predict(
+    model_id: Annotated[str, typer.Argument(help="The model's id.")],
+    texts: Annotated[list[str] | None, typer.Argument(help="Texts to classify.")] = None,
+    file: Annotated[Path | None, typer.Option("--file", exists=True, dir_okay=False, help="One text per line.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Classify TEXTS (or every line of --file) with MODEL."""
+    inputs = list(texts or [])
+    if file is not None:
+        inputs += [line for line in file.read_text().splitlines() if line.strip()]
+    if not inputs:
+        raise typer.BadParameter("give texts as arguments or --file")
+    with api() as thaw:
+        predictions = thaw.predict(model_id, inputs)
+    if as_json:
+        return print_json(predictions)
+    rows = [(text, p.label, f"{p.score:.3f}") for text, p in zip(inputs, predictions, strict=True)]
+    table(None, ["text", "label", "score"], rows)
