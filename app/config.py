@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -77,7 +77,8 @@ class Settings(BaseSettings):
 
     webhook_allowed_hosts: list[str] = Field(
         default_factory=list,
-        description="Hosts a job's webhook may point at (JSON list, e.g. [\"hooks.example.com\"]); empty: webhooks are off.",
+        description="Host names a job's webhook may point at, on any port (a JSON list such as "
+        '["hooks.example.com"]); empty: webhooks are off.',
     )
     webhook_secret: str = Field(
         "", description="Key of the HMAC-SHA256 signature on every webhook POST; required when webhooks are on."
@@ -94,6 +95,15 @@ class Settings(BaseSettings):
         "json", description="json: one JSON object per line, with request and job ids; text: for people."
     )
     log_level: str = Field("INFO", description="Least severe log level written.")
+
+    @field_validator("webhook_allowed_hosts")
+    @classmethod
+    def _bare_hosts(cls, hosts: list[str]) -> list[str]:
+        # An entry is compared with the webhook URL's host name, so a URL or a port would never match.
+        for host in hosts:
+            if not host.strip() or any(mark in host for mark in ("/", "@", " ")) or host.count(":") == 1:
+                raise ValueError(f"{host!r} is not a bare host name (e.g. hooks.example.com, no scheme, port or path)")
+        return [host.strip().strip("[]").lower() for host in hosts]
 
     @property
     def resolved_database_url(self) -> str:

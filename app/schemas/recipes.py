@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from app.schemas.spec import JobSpec
+from app.schemas.spec import MEMBER_WEBHOOK, JobSpec
 
 RECIPES: dict[str, dict[str, Any]] = {
     # Devlin et al. 2019: pooled vector + linear classifier, every weight trains, warm-up then decay.
@@ -147,7 +147,8 @@ def _ensemble_members(raw: dict[str, Any]) -> list[dict[str, Any]]:
         members = [{"training": {"seed": seed + index}} for index in range(size)]
     if not isinstance(members, list) or not 2 <= len(members) <= 10:
         raise SpecError("ensemble.members: a list of 2 to 10 partial job specs")
-    job = {key: value for key, value in raw.items() if key != "ensemble"}
+    # The webhook belongs to the job alone: one POST announces the whole ensemble.
+    job = {key: value for key, value in raw.items() if key not in ("ensemble", "webhook")}
     expanded = []
     for index, member in enumerate(members):
         where = f"ensemble.members.{index}"
@@ -156,6 +157,8 @@ def _ensemble_members(raw: dict[str, Any]) -> list[dict[str, Any]]:
         shared = [key for key in SHARED_BY_MEMBERS if key in member]
         if shared:
             raise SpecError(f"{where}.{shared[0]}: members share the job's data and task; set it on the job")
+        if "webhook" in member:
+            raise SpecError(f"{where}.webhook: {MEMBER_WEBHOOK}")
         try:
             expanded.append(expand(deep_merge(job, member)).model_dump(mode="json"))
         except ValidationError as error:

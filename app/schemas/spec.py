@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, HttpUrl, model_validator
 
 from app.schemas.signal import AuxiliaryTask, Consistency, Distillation, Proportional, SliceSpec, Stage, TaskSampling
 from app.schemas.spec_base import ByName, Named, Strict
@@ -228,6 +228,16 @@ class TrainingConfig(Strict):
     )
 
 
+class Webhook(Strict):
+    """Where the service announces the job's end (app/services/webhooks.py)."""
+
+    url: HttpUrl = Field(
+        description="http(s) URL that gets a signed POST (headers Thaw-Event, Thaw-Delivery, Thaw-Signature) when "
+        "the job succeeds, fails or is cancelled, retried with backoff until it answers 2xx; redirects are not "
+        "followed. Its host must be one the operator allows (THAW_WEBHOOK_ALLOWED_HOSTS)."
+    )
+
+
 class JobSpec(Strict):
     base_model: str = Field("minilm-l6", description="Catalog id of the pretrained encoder.")
     recipe: str = Field("fine_tuning", description="Named recipe the rest of the spec overrides.")
@@ -279,6 +289,7 @@ class JobSpec(Strict):
         None, ge=1, le=48, description="Distillation: cut the base model to this many evenly spaced layers."
     )
     distillation: Distillation | None = Field(None, description="Distillation settings; null: the defaults.")
+    webhook: Webhook | None = Field(None, description="A URL told when the job ends; null: none.")
 
     @property
     def input_fields(self) -> list[str]:
@@ -335,6 +346,9 @@ class JobSpec(Strict):
             raise ValueError("a job is an ensemble or a distilled student, not both: distil from an ensemble instead")
 
 
+MEMBER_WEBHOOK = "the job's webhook announces the whole ensemble; set it on the job, not on a member"
+
+
 class Ensemble(Strict):
     members: list[JobSpec] = Field(
         min_length=2, max_length=10, description="Each member's whole spec (the job record keeps them expanded)."
@@ -345,6 +359,8 @@ class Ensemble(Strict):
         for index, member in enumerate(self.members):
             if member.ensemble is not None or member.teacher is not None:
                 raise ValueError(f"ensemble.members.{index}: a member cannot be an ensemble or a distilled student")
+            if member.webhook is not None:
+                raise ValueError(f"ensemble.members.{index}.webhook: {MEMBER_WEBHOOK}")
         return self
 
 

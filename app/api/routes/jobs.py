@@ -2,12 +2,15 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Request
+from fastapi.responses import StreamingResponse
 
-from app.api.deps import CatalogDep, SessionDep, StoreDep, TenantDep
+from app.api import sse
+from app.api.deps import CatalogDep, SessionDep, SettingsDep, StoreDep, TenantDep
 from app.api.rate_limits import JobsLimit
 from app.db.models import Job, utcnow
 from app.schemas.resources import JobCreated, JobEventPublic, JobEventsPublic, JobPublic, JobsPublic, Timings
 from app.services import jobs as service
+from app.services.webhook_policy import WebhookPolicy
 from worker.celery_app import TRAIN_TASK
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -59,7 +62,15 @@ def create_job(
     spec: Annotated[dict[str, Any], Body(description="A job spec; see JobSpec in the README.")],
 ) -> JobCreated:
     """Validate the spec (laid over its recipe), store it expanded, and queue the job."""
-    job = service.create_job(session, store, catalog, _enqueue(request), tenant_id=tenant.id, raw=spec)
+    job = service.create_job(
+        session,
+        store,
+        catalog,
+        enqueue_for(request),
+        tenant_id=tenant.id,
+        raw=spec,
+        webhooks=WebhookPolicy.from_settings(request.app.state.settings),
+    )
     return JobCreated(id=job.id, status=job.status)
 
 
@@ -82,8 +93,17 @@ def get_job(job_id: str, session: SessionDep, tenant: TenantDep) -> JobPublic:
 
 
 @router.get("/{job_id}/events", response_model=JobEventsPublic)
-def list_events(job_id: str, session: SessionDep, tenant: TenantDep) -> JobEventsPublic:
-    """What happened to the job, oldest first."""
+def list_events(
+    job_id: str, request: Request, session: SessionDep, tenant: TenantDep, settings: SettingsDep
+) -> JobEventsPublic | StreamingResponse:
+    """What happened to the job, oldest first. With `Accept: text/event-stream`, a live stream
+    (Server-Sent Events): the events after `Last-Event-ID` (or all), each new one as it happens,
+    `progress` when the progress changes, and `end` with the final status once the job has finished."""
+    if sse.wants_event_stream(request):
+        service.get_job(session, tenant_id=tenant.id, job_id=job_id)  # 404 before the stream starts
+        after = sse.last_event_id(request)
+        session.close()  # the stream reads with sessions of its own; this one would hold a connection
+        return sse.job_event_stream(request, settings.resolved_database_url, job_id, after)
     events = service.list_events(session, tenant_id=tenant.id, job_id=job_id)
     return JobEventsPublic(items=[JobEventPublic.model_validate(e) for e in events])
 
@@ -104,10 +124,10 @@ def pause_job(job_id: str, session: SessionDep, tenant: TenantDep) -> JobPublic:
 @router.post("/{job_id}/resume", response_model=JobPublic)
 def resume_job(job_id: str, request: Request, session: SessionDep, tenant: TenantDep) -> JobPublic:
     """A paused job is queued again and goes on from its checkpoint."""
-    return job_public(service.resume_job(session, _enqueue(request), tenant_id=tenant.id, job_id=job_id))
+    return job_public(service.resume_job(session, enqueue_for(request), tenant_id=tenant.id, job_id=job_id))
 
 
-def _enqueue(request: Request) -> service.Enqueue:
+def enqueue_for(request: Request) -> service.Enqueue:
     celery, queue = request.app.state.celery, request.app.state.settings.queue
 
     def enqueue(job_id: str) -> None:
