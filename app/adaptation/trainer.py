@@ -24,6 +24,7 @@ from app.adaptation.features import FeatureBatches, reduce_all
 from app.adaptation.frozen_cache import FrozenBottom, frozen_below, frozen_bottom
 from app.adaptation.groups import LayerGroup, layer_groups
 from app.adaptation.inference import predict_proba
+from app.adaptation.loss_curve import LossCurve
 from app.adaptation.model import TextClassifier
 from app.adaptation.multitask import MAIN, MultiTaskBatches, SampledTask
 from app.adaptation.objectives import Objective, StepInputs
@@ -32,7 +33,6 @@ from app.adaptation.precision import autocast, resolve
 from app.adaptation.regularizers import Regularizer
 from app.adaptation.schedules import SCHEDULES
 from app.adaptation.tasks import Task
-from app.adaptation.loss_curve import LossCurve
 from app.adaptation.unfreezing import UNFREEZING, Position
 from app.schemas.spec import JobSpec
 

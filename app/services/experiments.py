@@ -16,6 +16,7 @@ from app.schemas.recipes import deep_merge
 from app.services import jobs
 from app.services.errors import Conflict, InvalidInput, NotFound, Unavailable
 from app.services.leaderboard import leaderboard
+from app.services.webhook_policy import WEBHOOKS_OFF, WebhookPolicy
 from app.storage.artifacts import LocalArtifactStore
 
 
@@ -42,7 +43,13 @@ def job_spec(request: ExperimentRequest, partial: dict[str, Any], seed: int) -> 
 
 
 def plan(
-    session: Session, store: LocalArtifactStore, catalog: Catalog, request: ExperimentRequest, *, tenant_id: str
+    session: Session,
+    store: LocalArtifactStore,
+    catalog: Catalog,
+    request: ExperimentRequest,
+    *,
+    tenant_id: str,
+    webhooks: WebhookPolicy,
 ) -> list[tuple[str, int, dict[str, Any]]]:
     """Every run's (variant, seed, spec), each checked as a job would be: all or nothing."""
     runs = []
@@ -50,7 +57,7 @@ def plan(
         for seed in request.seed_list:
             raw = job_spec(request, partial, seed)
             try:
-                jobs.checked_spec(session, store, catalog, tenant_id=tenant_id, raw=raw)
+                jobs.checked_spec(session, store, catalog, tenant_id=tenant_id, raw=raw, webhooks=webhooks)
             except InvalidInput as error:
                 raise InvalidInput(f"{where} ({name}, seed {seed}): {error.message}") from None
             runs.append((name, seed, raw))
@@ -65,14 +72,15 @@ def create_experiment(
     *,
     tenant_id: str,
     raw: Any,
-    **job_options: Any,
+    webhooks: WebhookPolicy = WEBHOOKS_OFF,
 ) -> Experiment:
+    """Every run is checked before any is queued: a bad variant creates nothing."""
     request = parse(raw)
-    planned = plan(session, store, catalog, request, tenant_id=tenant_id)
+    planned = plan(session, store, catalog, request, tenant_id=tenant_id, webhooks=webhooks)
     created: list[dict[str, Any]] = []
     try:
         for variant, seed, spec in planned:
-            job = jobs.create_job(session, store, catalog, enqueue, tenant_id=tenant_id, raw=spec, **job_options)
+            job = jobs.create_job(session, store, catalog, enqueue, tenant_id=tenant_id, raw=spec, webhooks=webhooks)
             created.append({"job_id": job.id, "variant": variant, "seed": seed})
     except Unavailable:
         for run in created:  # the queue went away halfway: none of this experiment may run

@@ -7,6 +7,7 @@ from app.api.rate_limits import JobsLimit
 from app.api.routes.jobs import enqueue_for
 from app.schemas.resources import ExperimentPublic, ExperimentsPublic
 from app.services import experiments as service
+from app.services.webhook_policy import WebhookPolicy
 
 router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
 
@@ -28,7 +29,10 @@ def create_experiment(
     ],
 ) -> ExperimentPublic:
     """Queue the experiment's jobs; its leaderboard fills in as they finish."""
-    experiment = service.create_experiment(session, store, catalog, enqueue_for(request), tenant_id=tenant.id, raw=body)
+    webhooks = WebhookPolicy.from_settings(request.app.state.settings)
+    experiment = service.create_experiment(
+        session, store, catalog, enqueue_for(request), tenant_id=tenant.id, raw=body, webhooks=webhooks
+    )
     return ExperimentPublic.model_validate(service.summary(session, experiment))
 
 
