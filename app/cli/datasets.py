@@ -37,11 +37,14 @@ def upload(
     name: Annotated[str | None, typer.Option(help="Default: the file's name.")] = None,
     text_field: Annotated[str, typer.Option(help="Column holding the text.")] = "text",
     label_field: Annotated[str | None, typer.Option(help="Column holding the label; omit for unlabeled text.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the new dataset's id.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Upload FILE; prints the dataset's id and what the service read from it."""
     with api() as thaw:
         dataset = thaw.upload_dataset(file, name=name, text_field=text_field, label_field=label_field)
+    if quiet:
+        return typer.echo(dataset.id)
     print_json(dataset) if as_json else show(dataset)
 
 

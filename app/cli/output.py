@@ -15,7 +15,6 @@ from rich.table import Table
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print the API's JSON instead of a table.")]
 
 
-
 def console() -> Console:
     """The terminal's width; piped or captured output gets wide lines, not ids folded at 80 columns."""
     return Console(width=None if sys.stdout.isatty() else 200)

@@ -61,7 +61,8 @@ def test_a_new_user_goes_from_upload_to_predictions(service, tmp_path):
     thaw(env, "login", "--url", url, "--key", key)  # later commands read the saved key
     train_csv, test_csv, test_rows = split_sample(tmp_path)
     train = json.loads(thaw(env, "datasets", "upload", str(train_csv), "--label-field", "label", "--json").stdout)
-    test = json.loads(thaw(env, "datasets", "upload", str(test_csv), "--label-field", "label", "--json").stdout)
+    test_id = thaw(env, "datasets", "upload", str(test_csv), "--label-field", "label", "-q").stdout.strip()
+    test = json.loads(thaw(env, "datasets", "get", test_id, "--json").stdout)
     assert train["rows"] == 320 and test["rows"] == 80 and len(train["label_counts"]) == 6
 
     common = ["--train", train["id"], "--test", test["id"], "--base-model", "tiny-bert", "--epochs", "3"]
