@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from celery import Celery
+from celery import Celery, signals
 
 from app.config import Settings, get_settings
+from app.logs import configure_logging
 
 TRAIN_TASK = "thaw.train"
 WEEK = 7 * 24 * 3600
@@ -29,6 +30,13 @@ def make_celery(settings: Settings) -> Celery:
         # run still trains (celery#5935): make that longer than any job.
         app.conf.broker_transport_options = {"visibility_timeout": WEEK}
     return app
+
+
+@signals.setup_logging.connect
+def _configure_logging(**_kwargs: object) -> None:
+    """The worker logs like the API (JSON lines by default): with a receiver here, Celery leaves the
+    logging setup to us, in the worker and in each pool process."""
+    configure_logging(get_settings())
 
 
 celery_app = make_celery(get_settings())

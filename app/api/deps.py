@@ -89,7 +89,7 @@ def _create_serving(app: Any) -> Any:
         if app.state.serving is None:
             from app.serving.predictor import Serving
 
-            app.state.serving = Serving(app.state.settings)
+            app.state.serving = Serving(app.state.settings, on_batch=app.state.metrics.observe_batch)
             app.state.model_cache = app.state.serving.cache
     return app.state.serving
 

@@ -8,17 +8,22 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.api.errors import install_error_handlers
+from app.api.observability import build_metrics
 from app.api.rate_limits import build_rate_limits
-from app.api.routes import base_models, datasets, health, jobs, models
+from app.api.request_context import RequestContext
+from app.api.routes import base_models, datasets, experiments, health, jobs, metrics, models, ui
 from app.catalog import Catalog
 from app.config import Settings, get_settings
+from app.logs import configure_logging
 from app.services.sweeper import Sweeper, sweep
+from app.services.webhooks import start_dispatcher
 from app.storage.artifacts import LocalArtifactStore
 from worker.celery_app import TRAIN_TASK, make_celery
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    configure_logging(settings)
     app = FastAPI(
         title="Thaw",
         version="0.1.0",
@@ -30,16 +35,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.celery = make_celery(settings)
     app.state.serving = None  # created on the first prediction (app/api/deps.py)
     app.state.model_cache = None
+    app.state.metrics = build_metrics(settings, app.state.celery, lambda: app.state.model_cache)
     app.state.rate_limits = build_rate_limits(settings.predict_requests_per_minute, settings.job_submissions_per_minute)
     install_error_handlers(app)
-    for module in (health, base_models, datasets, jobs, models):
+    app.add_middleware(RequestContext)
+    app.include_router(metrics.router)
+    for module in (health, base_models, datasets, jobs, models, experiments, ui):
         app.include_router(module.router)
     return app
 
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """While the API runs, it re-queues jobs whose worker was lost (app/services/sweeper.py)."""
+    """While the API runs, it re-queues jobs whose worker was lost (app/services/sweeper.py) and
+    delivers the webhooks of finished jobs (app/services/webhooks.py)."""
     settings: Settings = app.state.settings
     sweeper = None
     if settings.sweep_interval_seconds > 0:
@@ -59,9 +68,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
         sweeper = Sweeper(settings.sweep_interval_seconds, run)
         sweeper.start()
+    dispatcher = start_dispatcher(settings)
     try:
         yield
     finally:
+        if dispatcher is not None:
+            dispatcher.stop()
         if sweeper is not None:
             sweeper.stop()
         if app.state.serving is not None:

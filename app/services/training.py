@@ -5,6 +5,7 @@ Imported by the worker only (it loads torch); the API never imports it.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import traceback
@@ -24,6 +25,7 @@ from app.catalog import Catalog
 from app.config import Settings
 from app.db.models import Job, Model, new_id, utcnow
 from app.db.session import session_scope
+from app.logs import job_context
 from app.schemas.spec import JobSpec, labels_of
 from app.services.jobs import add_event
 from app.storage.artifacts import LocalArtifactStore
@@ -101,7 +103,9 @@ class Heartbeat:
     def __init__(self, database_url: str, job_id: str, attempt: int, interval: float) -> None:
         self.url, self.job_id, self.attempt, self.interval = database_url, job_id, attempt, interval
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job_id}", daemon=True)
+        # In a copy of this context: its log lines carry the job's id too (app/logs.py).
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(target=context.run, args=(self._run,), name=f"heartbeat-{job_id}", daemon=True)
 
     def __enter__(self) -> Heartbeat:
         self._thread.start()
@@ -197,6 +201,11 @@ def load_task_data(store: LocalArtifactStore, spec: JobSpec) -> TaskData:
 
 
 def run_job(settings: Settings, job_id: str) -> None:
+    with job_context(job_id):  # every line the job logs carries its id
+        _run_job(settings, job_id)
+
+
+def _run_job(settings: Settings, job_id: str) -> None:
     url = settings.resolved_database_url
     claimed = claim(url, job_id)
     if claimed is None:

@@ -6,6 +6,7 @@ inference thread takes the oldest request's deployment and every request queued 
 requests (concurrent callers), it first waits up to `max_wait` for as many to gather; a lone caller
 never waits, so batching costs nothing at low load. Each model may have at most `queue_limit` texts
 waiting: past that, `submit` refuses at once (the API answers 429) rather than letting memory grow.
+After each forward pass, `on_batch(texts, requests)` hears its size (the API's metrics).
 
 Every torch call of the serving process runs on this one thread, model loading included (`call`):
 each thread that calls into torch gets an OpenMP thread pool of its own, and with two pools on a
@@ -16,6 +17,7 @@ here (4.6 ms from one thread, 10.3 ms from a second one).
 from __future__ import annotations
 
 import ctypes
+import logging
 import threading
 import time
 from collections import Counter, deque
@@ -30,6 +32,10 @@ if TYPE_CHECKING:
     from app.adaptation.data import Text
     from app.serving.cache import Served
 
+log = logging.getLogger(__name__)
+
+BatchObserver = Callable[[int, int], None]  # (texts, requests) of a forward pass that ran
+
 
 @dataclass
 class Pending:
@@ -40,8 +46,11 @@ class Pending:
 
 
 class MicroBatcher:
-    def __init__(self, max_wait_seconds: float, max_batch: int, queue_limit: int) -> None:
+    def __init__(
+        self, max_wait_seconds: float, max_batch: int, queue_limit: int, on_batch: BatchObserver | None = None
+    ) -> None:
         self.max_wait, self.max_batch, self.queue_limit = max_wait_seconds, max_batch, queue_limit
+        self.on_batch = on_batch
         self._pending: deque[Pending] = deque()
         self._calls: deque[tuple[Callable[[], Any], Future]] = deque()  # run before the next batch
         self._queued: Counter[str] = Counter()  # texts waiting, per model
@@ -147,8 +156,17 @@ class MicroBatcher:
                 pending.future.set_exception(error)
             return
         self.batches += 1
+        self._report(self._texts(batch), len(batch))  # first: a caller that has its answer sees it counted
         for pending, result in zip(batch, predictions, strict=True):
             pending.future.set_result(result)
+
+    def _report(self, texts: int, requests: int) -> None:
+        if self.on_batch is None:
+            return
+        try:
+            self.on_batch(texts, requests)
+        except Exception:  # an observer's fault must not stop the inference thread
+            log.exception("the batch observer failed")
 
 
 def name_os_thread(name: str) -> None:

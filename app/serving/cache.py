@@ -4,6 +4,9 @@ Models that share a base model share its resident encoder (deployments.py), so t
 that encoder once; when its last model is evicted, the encoder goes too. An ensemble's members are
 loaded as models of their own (ensembles.py): the budget counts each of them, toward the bytes and
 toward `max_models`, and the ensemble is loaded, used and evicted as one.
+
+It counts its hits (a lookup that found the model loaded), misses (a lookup that had to load it)
+and evictions (models unloaded to fit the budget), for the API's metrics.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ class ModelCache:
         self._deployments: dict[str, Deployment] = {}  # "model:<id>" or "base:<path>"
         self._lock = threading.Lock()
         self._loading: dict[str, threading.Lock] = {}  # one loader per model or base at a time
+        self.hits = self.misses = self.evictions = 0  # written under _lock
 
     def get(
         self,
@@ -73,6 +77,8 @@ class ModelCache:
             served = self._hit(model_id)
             if served is not None:
                 return served
+            with self._lock:
+                self.misses += 1
             if verify is not None:
                 verify()
             served = self._load(model_id, directory, base_model_path, base_models)
@@ -104,6 +110,7 @@ class ModelCache:
             served = self._models.get(model_id)
             if served is not None:
                 self._models.move_to_end(model_id)
+                self.hits += 1
             return served
 
     def _loader(self, key: str) -> threading.Lock:
@@ -213,3 +220,4 @@ class ModelCache:
             if oldest == keep:
                 break
             self._drop(oldest)
+            self.evictions += 1

@@ -13,7 +13,7 @@ import torch
 from app.adaptation import LoadedClassifier
 from app.adaptation.data import Text
 from app.config import Settings
-from app.serving.batcher import MicroBatcher
+from app.serving.batcher import BatchObserver, MicroBatcher
 from app.serving.cache import ModelCache
 from app.serving.deployments import ServingOptions
 from app.serving.predictions import format_predictions
@@ -23,11 +23,12 @@ if TYPE_CHECKING:
 
 
 class Serving:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, on_batch: BatchObserver | None = None) -> None:
+        """`on_batch(texts, requests)` hears of every forward pass (MicroBatcher)."""
         options = ServingOptions(quantize=settings.serving_quantize, precision=settings.serving_precision)
         self.cache = ModelCache(settings.model_cache_size, settings.model_cache_bytes, options)
         self.batcher = MicroBatcher(
-            settings.serving_max_wait_ms / 1000, settings.serving_max_batch, settings.serving_queue_limit
+            settings.serving_max_wait_ms / 1000, settings.serving_max_batch, settings.serving_queue_limit, on_batch
         )
         self.batcher.call(lambda: set_threads(settings.torch_threads))  # a per-thread setting
 

@@ -101,6 +101,7 @@ def test_least_recently_used_models_are_evicted_past_the_memory_budget(trained_m
     cache.get("c", trained_models["full"], tiny_model_dir)
     assert cache.loaded() == ["a", "c"], "b, the least recently used, made room"
     assert cache.resident_bytes() <= cache.max_bytes
+    assert (cache.hits, cache.misses, cache.evictions) == (1, 3, 1), "a found loaded; a, b, c loaded; b evicted"
     small = ModelCache(max_models=10, max_bytes=1)
     small.get("a", trained_models["full"], tiny_model_dir)
     assert small.loaded() == ["a"], "a model larger than the budget is still served, alone"

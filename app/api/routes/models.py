@@ -16,6 +16,7 @@ from app.api.deps import (
     unauthorized,
 )
 from app.api.rate_limits import spend
+from app.catalog import Catalog
 from app.config import Settings
 from app.db.session import get_engine
 from app.schemas.resources import ModelPublic, ModelsPublic, PredictRequest, PredictResponse
@@ -23,6 +24,7 @@ from app.services import models as service
 from app.services.errors import InvalidInput, NotFound, RateLimited
 from app.services.models import Servable
 from app.serving.errors import Overloaded, Unloaded
+from app.storage.artifacts import LocalArtifactStore
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -79,6 +81,7 @@ async def servable_model(
 
 @router.post("/{model_id}/predict", response_model=PredictResponse)
 async def predict(
+    request: Request,
     body: PredictRequest,
     model: Annotated[Servable, Depends(servable_model)],
     store: StoreDep,
@@ -88,6 +91,14 @@ async def predict(
 ) -> PredictResponse:
     """Labels and class probabilities for each input text, in order. Concurrent requests share
     forward passes (the micro-batcher); the event loop never waits on the model."""
+    with request.app.state.metrics.timing_predict():
+        return await answer(body, model, store, settings, catalog, serving)
+
+
+async def answer(
+    body: PredictRequest, model: Servable, store: LocalArtifactStore, settings: Settings, catalog: Catalog, serving: Any
+) -> PredictResponse:
+    """The predict route's work, which `predict` times."""
     check_inputs(body, settings)
     if any(isinstance(text, tuple) != model.takes_pairs for text in body.inputs):
         shape = "[first, second] pairs" if model.takes_pairs else "strings"
