@@ -17,6 +17,10 @@ ROUTES = [
     ("get", "/v1/models/mdl_x"),
     ("delete", "/v1/models/mdl_x"),
     ("post", "/v1/models/mdl_x/predict"),
+    ("get", "/v1/experiments"),
+    ("post", "/v1/experiments"),
+    ("get", "/v1/experiments/exp_x"),
+    ("post", "/v1/experiments/exp_x/cancel"),
 ]
 
 
@@ -37,7 +41,7 @@ def test_every_v1_route_is_in_the_auth_table(client):
     }
     normalised = {
         (m, p.replace("{dataset_id}", "ds_x").replace("{job_id}", "job_x").replace("{model_id}", "mdl_x"))
-        for m, p in documented
+        for m, p in ((m, p.replace("{experiment_id}", "exp_x")) for m, p in documented)
     }
     assert normalised == set(ROUTES)
 
