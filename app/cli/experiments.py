@@ -72,9 +72,14 @@ def create(
 
 
 def wait_for(thaw: Any, experiment_id: str) -> ExperimentPublic:
+    reported = -1
+
     def report(experiment: ExperimentPublic) -> None:
+        nonlocal reported
         done = sum(run.status in ("succeeded", "failed", "cancelled") for run in experiment.runs)
-        typer.echo(f"{done}/{len(experiment.runs)} runs finished", err=True)
+        if done != reported:  # a line per finished run, not per poll
+            typer.echo(f"{done}/{len(experiment.runs)} runs finished", err=True)
+            reported = done
 
     try:
         return thaw.wait_experiment(experiment_id, on_progress=report, poll_seconds=5.0)
