@@ -20,7 +20,8 @@ from app.api.main import create_app
 from app.config import Settings
 from app.db.models import Job, WebhookDelivery, utcnow
 from app.db.session import session_scope
-from app.services.webhooks import deliver_due, enqueue_finished, signature_header, verify
+from app.services.webhook_signatures import signature_header, verify
+from app.services.webhooks import deliver_due, enqueue_finished
 from tests.utils.data import as_csv, sentiment
 from tests.utils.services import free_port, wait_for
 from tests.utils.webhook_receiver import Receiver

@@ -129,3 +129,16 @@ def test_an_http_client_can_be_passed_in(api_url, client_settings):
     with httpx.Client(base_url=api_url, timeout=10) as http:
         thaw = Thaw(api_url, new_key(client_settings, "initech"), http=http)
         assert thaw.datasets().total == 0 and http.headers["Authorization"].startswith("Bearer thaw_")
+
+
+def test_follow_events_streams_the_jobs_events_then_its_end(thaw, train):
+    created = thaw.create_job({"base_model": "tiny-bert", "data": {"train": train.id}})
+    thaw.cancel_job(created.id)
+    messages = list(thaw.follow_events(created.id))
+    kinds = [kind for kind, _ in messages]
+    assert kinds == ["queued", "cancelled", "end"], messages
+    assert messages[-1][1]["status"] == "cancelled"
+    ids = [data["id"] for kind, data in messages if kind != "end"]
+    assert [kind for kind, _ in thaw.follow_events(created.id, after=ids[0])] == ["cancelled", "end"]
+    with pytest.raises(NotFound):
+        list(thaw.follow_events("job_nope"))
