@@ -6,7 +6,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import httpx
 
@@ -30,6 +30,7 @@ from app.schemas.resources import (
 )
 
 FINISHED = frozenset({"succeeded", "failed", "cancelled"})
+T = TypeVar("T")
 
 
 class Thaw:
@@ -159,18 +160,11 @@ class Thaw:
     ) -> JobPublic:
         """Until the job finishes; `on_progress(job)` sees every poll. A failed or cancelled job
         raises JobFailed with its error (unless `raise_on_failure=False`); past `timeout`, TimeoutError."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            job = self.job(job_id)
-            if on_progress is not None:
-                on_progress(job)
-            if job.status in FINISHED:
-                if raise_on_failure and job.status != "succeeded":
-                    raise JobFailed(f"job {job_id} {job.status}: {job.error or 'no error recorded'}", job)
-                return job
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"job {job_id} is still {job.status} after {timeout} s")
-            time.sleep(poll_seconds)
+        ended = lambda j: j.status in FINISHED  # noqa: E731
+        job = poll(lambda: self.job(job_id), ended, on_progress, poll_seconds, timeout, f"job {job_id}")
+        if raise_on_failure and job.status != "succeeded":
+            raise JobFailed(f"job {job_id} {job.status}: {job.error or 'no error recorded'}", job)
+        return job
 
     # ---- models -------------------------------------------------------------------------------
 
@@ -213,16 +207,35 @@ class Thaw:
         timeout: float | None = None,
     ) -> ExperimentPublic:
         """Until every run has finished; returns the experiment with its final leaderboard."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            experiment = self.experiment(experiment_id)
-            if on_progress is not None:
-                on_progress(experiment)
-            if experiment.status != "running":
-                return experiment
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"experiment {experiment_id} is still running after {timeout} s")
-            time.sleep(poll_seconds)
+        return poll(
+            lambda: self.experiment(experiment_id),
+            lambda e: e.status != "running",
+            on_progress,
+            poll_seconds,
+            timeout,
+            f"experiment {experiment_id}",
+        )
+
+
+def poll(
+    fetch: Callable[[], T],
+    finished: Callable[[T], bool],
+    on_progress: Callable[[T], None] | None,
+    poll_seconds: float,
+    timeout: float | None,
+    what: str,
+) -> T:
+    """`fetch()` until `finished` says so, showing each state to `on_progress`; TimeoutError past `timeout`."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        state = fetch()
+        if on_progress is not None:
+            on_progress(state)
+        if finished(state):
+            return state
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"{what} is still {getattr(state, 'status', 'unfinished')} after {timeout} s")
+        time.sleep(poll_seconds)
 
 
 def server_sent_events(lines: Iterator[str]) -> Iterator[tuple[str, dict[str, Any]]]:
