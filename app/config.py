@@ -91,6 +91,31 @@ class Settings(BaseSettings):
     webhook_poll_seconds: float = Field(
         1.0, ge=0, description="How often the API looks for webhooks to deliver; 0: it never delivers."
     )
+    artifacts_url: str | None = Field(
+        None,
+        description="Object storage for datasets and models shared by every node, e.g. s3://bucket/prefix "
+        "(fsspec); default: the local folder artifacts_dir.",
+    )
+    s3_endpoint_url: str | None = Field(None, description="An S3-compatible server's URL (MinIO, Ceph, ...).")
+    s3_access_key_id: str | None = Field(None, description="S3 credentials; default: the usual AWS chain.")
+    s3_secret_access_key: str | None = Field(None, description="S3 credentials; default: the usual AWS chain.")
+    s3_region: str | None = Field(None, description="S3 region.")
+    artifact_cache_dir: Path | None = Field(
+        None, description="With artifacts_url: this node's copies of what it read; default: var_dir/cache."
+    )
+    artifact_cache_bytes: int = Field(
+        10 * 1024**3, ge=0, description="With artifacts_url: the cache's size budget (least recently used out)."
+    )
+    gpu_classes: list[str] = Field(
+        default_factory=list, description="GPU classes jobs may ask for (compute.gpu_class), each a queue of its own."
+    )
+    worker_queues: list[str] = Field(
+        default_factory=lambda: ["cpu"],
+        description="Routes a worker takes jobs from: cpu, gpu, or GPU classes (thaw worker --queues).",
+    )
+    worker_gpus: list[int] = Field(
+        default_factory=list, description="GPUs a worker trains on, one training process each (thaw worker --gpus)."
+    )
     log_format: Literal["json", "text"] = Field(
         "json", description="json: one JSON object per line, with request and job ids; text: for people."
     )

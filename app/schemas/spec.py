@@ -194,6 +194,42 @@ class OptimizationConfig(Strict):
     max_grad_norm: float | None = Field(1.0, gt=0, description="Gradient clipping; null for none.")
 
 
+class Compute(Strict):
+    """What the job needs to train: it decides the queue (cpu, gpu, or a GPU class) and the processes."""
+
+    gpus: int = Field(0, ge=0, le=8, description="GPUs on one node; 2 or more train with DistributedDataParallel.")
+    gpu_class: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9][a-z0-9-]{0,39}$",
+        description="A GPU class the operator names (THAW_GPU_CLASSES, e.g. a100): the job waits for that queue.",
+    )
+    processes: int | None = Field(
+        None,
+        ge=1,
+        le=8,
+        description="Training processes (DistributedDataParallel, torchrun); default: one per GPU, else 1. On CPU, "
+        "2 or more train with the gloo backend.",
+    )
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Compute:
+        if self.gpu_class is not None and self.gpus == 0:
+            raise ValueError("compute.gpu_class needs compute.gpus of 1 or more")
+        if self.gpus and self.processes is not None and self.processes != self.gpus:
+            raise ValueError(f"compute.processes must equal compute.gpus ({self.gpus}): one process per GPU")
+        return self
+
+    @property
+    def world_size(self) -> int:
+        """How many training processes the job runs."""
+        return self.processes or max(self.gpus, 1)
+
+    @property
+    def route(self) -> str:
+        """The job's queue: its GPU class, else `gpu` or `cpu`."""
+        return self.gpu_class or ("gpu" if self.gpus else "cpu")
+
+
 class TrainingConfig(Strict):
     epochs: int = Field(3, ge=1, le=100, description="Passes over the training data.")
     batch_size: int = Field(32, ge=1, le=1024, description="Examples per optimisation step.")
@@ -290,6 +326,7 @@ class JobSpec(Strict):
     )
     distillation: Distillation | None = Field(None, description="Distillation settings; null: the defaults.")
     webhook: Webhook | None = Field(None, description="A URL told when the job ends; null: none.")
+    compute: Compute = Field(default_factory=Compute, description="GPUs and processes; they choose the queue.")
 
     @property
     def input_fields(self) -> list[str]:

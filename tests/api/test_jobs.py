@@ -60,6 +60,7 @@ def test_submit_stores_the_fully_expanded_spec(client, headers, train_id):
     }
     assert spec["teacher"] is None and spec["student_layers"] is None and spec["distillation"] is None
     assert spec["webhook"] is None
+    assert spec["compute"] == {"gpus": 0, "gpu_class": None, "processes": None}
     assert job["status"] == "queued" and job["attempts"] == 0 and job["model_id"] is None
     assert job["timings"]["train_seconds"] is None and job["timings"]["queued_seconds"] >= 0
     events = client.get(f"/v1/jobs/{job['id']}/events", headers=headers).json()["items"]
