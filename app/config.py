@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -116,10 +117,25 @@ class Settings(BaseSettings):
     worker_gpus: list[int] = Field(
         default_factory=list, description="GPUs a worker trains on, one training process each (thaw worker --gpus)."
     )
+    worker_concurrency: int | None = Field(
+        None,
+        ge=1,
+        description="Training processes of a worker (thaw worker --concurrency); default: one per GPU, else 1. "
+        "With GPUs, each process gets an equal share of them (2 GPUs, concurrency 1: a process for 2-GPU jobs).",
+    )
     log_format: Literal["json", "text"] = Field(
         "json", description="json: one JSON object per line, with request and job ids; text: for people."
     )
     log_level: str = Field("INFO", description="Least severe log level written.")
+
+    @field_validator("gpu_classes")
+    @classmethod
+    def _gpu_class_names(cls, names: list[str]) -> list[str]:
+        # A class is a queue name beside `cpu` and `gpu`, and the value a job spec's compute.gpu_class takes.
+        for name in names:
+            if name in ("cpu", "gpu") or not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,39}", name):
+                raise ValueError(f"{name!r} is not a GPU class name (lowercase letters, digits, '-'; not cpu or gpu)")
+        return names
 
     @field_validator("webhook_allowed_hosts")
     @classmethod

@@ -43,5 +43,8 @@ RUN useradd --uid 10001 --create-home thaw && mkdir -p /data/var /data/artifacts
 USER thaw
 VOLUME /data
 
-# One job at a time (concurrency 1); the API runs the migrations.
+# The GPU image serves the `gpu` route by default (THAW_WORKER_QUEUES); add --gpus 0,1 for a training
+# process per GPU, or name a GPU class: `thaw worker --queues a100 --gpus 0`. Migrations run elsewhere
+# (compose's `migrate` service, deploy/k8s/migrate-job.yaml).
+ENV THAW_WORKER_QUEUES='["gpu"]'
 CMD ["thaw", "worker"]

@@ -22,3 +22,9 @@ def test_importing_the_api_does_not_import_torch():
     loaded = modules_after_import("app.api.main")
     assert "fastapi" in loaded
     assert "torch" not in loaded and "transformers" not in loaded
+
+
+def test_object_storage_clients_load_only_where_object_storage_is_configured():
+    # The engine reads local folders only; the API with the default local store never loads s3fs.
+    assert not modules_after_import("app.adaptation") & {"s3fs", "aiobotocore"}
+    assert not modules_after_import("app.api.main") & {"s3fs", "aiobotocore"}

@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import os
+
+from celery import Task
+from celery.app.task import Context
+
 from app.config import get_settings
 from worker.celery_app import TRAIN_TASK, celery_app
 
 
-@celery_app.task(name=TRAIN_TASK)
-def train(job_id: str) -> None:
+@celery_app.task(name=TRAIN_TASK, bind=True)
+def train(self: Task, job_id: str) -> None:
     # Imported here so torch (and CUDA) initialise only in the process that trains, never in the
     # parent that forks it.
     from app.services.training import run_job
 
-    run_job(get_settings(), job_id)
+    run_job(get_settings(), job_id, placement=placement(self.request))
+
+
+def placement(request: Context) -> dict[str, str | None]:
+    """Where the job runs, for its `started` event: the worker (Celery node name), the queue the
+    message came from, and the GPUs this pool process sees (None: not pinned)."""
+    return {
+        "worker": request.hostname,
+        "queue": (request.delivery_info or {}).get("routing_key"),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+    }

@@ -2,6 +2,9 @@
 
 The order of a job: its stages (on the encoder), then the main task with its objectives and sampled
 auxiliary tasks, then optionally the main task alone. An ensemble runs this for each member.
+
+Called in every process of a distributed run (distributed.py), it trains the main task with
+DistributedDataParallel; rank 0 reports, tests the kept model and returns the result to save.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from app.adaptation.artifact import save_classifier
 from app.adaptation.callbacks import Callbacks, SilentCallbacks
 from app.adaptation.checkpoint import Checkpoints
 from app.adaptation.data import LabeledTexts, TaskData
+from app.adaptation.distributed import check_distributable, current_world, main_only
 from app.adaptation.inference import predict_proba
 from app.adaptation.labels import InvalidTaskData, check_labels, split_validation
 from app.adaptation.model import TextClassifier, count_parameters, load_pretrained_encoder
@@ -65,6 +69,9 @@ class AdaptationResult:
     train_seconds: float
     peak_memory_bytes: int
     members: list[tuple[JobSpec, AdaptationResult]] = field(default_factory=list)  # an ensemble's
+    # False on ranks other than 0 of a distributed run: their model is a replica of rank 0's, their
+    # metrics hold no test or slice results, and nothing of theirs is saved.
+    main: bool = True
 
 
 def pick_device() -> torch.device:
@@ -86,7 +93,9 @@ def adapt(
 ) -> AdaptationResult:
     """Train one job. With `checkpoints`, the run writes them as it goes and, when one exists
     already (a run of the same spec and data that died or paused), goes on from it."""
-    callbacks, resources = callbacks or SilentCallbacks(), resources or Resources()
+    world = current_world()
+    check_distributable(spec, world)
+    callbacks, resources = main_only(callbacks or SilentCallbacks(), world), resources or Resources()
     if spec.ensemble is not None:
         from app.adaptation.ensemble import adapt_ensemble  # it calls adapt for each member
 
@@ -155,7 +164,7 @@ def adapt(
     # What trained is what an unfreezing schedule actually thawed (top_only never thaws the bottom).
     trainable = sum(p.numel() for name, p in model.named_parameters() if name in touched)
     # Settle the threshold on the kept model, before anything is tested with it.
-    if task.multi_label and validation is not None:
+    if task.multi_label and validation is not None and world.is_main:
         probabilities = predict_proba(model, tokenizer, validation.texts, spec.training.max_length, multi_label=True)
         task.fit_threshold(validation.labels, probabilities)
         outcome.best_metrics = task.report(validation.labels, probabilities)
@@ -173,6 +182,11 @@ def adapt(
         "loss_curve": outcome.loss_curve,
         **signal_metrics(spec, stage_reports, outcome),
     }
+    if not world.is_main:  # a replica of rank 0's model, which rank 0 alone tests and saves
+        peak = _peak_memory(device)
+        return AdaptationResult(
+            model.cpu(), tokenizer, labels, metrics, None, trainable, total, train_seconds, peak, main=False
+        )
     if data.test is not None:
         metrics["test"] = evaluate(model, tokenizer, data.test, task, spec.training.max_length)
     if spec.slices:
@@ -277,6 +291,8 @@ def _peak_memory(device: torch.device) -> int:
 def save_result(result: AdaptationResult, spec: JobSpec, directory: Path) -> int:
     """Write a finished job's model; strategies that freeze the base store only their own weights,
     unless stages or a cut changed the encoder they sit on."""
+    if not result.main:
+        raise ValueError("a distributed run's model is saved by rank 0 alone; this result is another rank's replica")
     if result.members:
         from app.adaptation.ensemble import save_ensemble
 

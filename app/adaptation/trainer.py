@@ -3,6 +3,7 @@ evaluation each epoch, and the best epoch kept.
 
 It holds no strategy logic: which weights may train was decided before it starts (requires_grad),
 the unfreezing schedule says which groups train at each step, and regularizers add their penalty.
+In a process group of several ranks it trains with DistributedDataParallel (distributed.py).
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from app.adaptation import distributed
 from app.adaptation.callbacks import Callbacks, Cancelled, Paused, Progress
 from app.adaptation.checkpoint import Checkpoints, TrainingState
 from app.adaptation.data import Batch, Batches, LabeledTexts, token_batches
+from app.adaptation.distributed import Agreement, World
 from app.adaptation.features import FeatureBatches, reduce_all
 from app.adaptation.frozen_cache import FrozenBottom, frozen_below, frozen_bottom
 from app.adaptation.groups import LayerGroup, layer_groups
@@ -71,9 +74,11 @@ class Trainer:
         objectives: list[Objective] | None = None,
         sampled: list[SampledTask] | None = None,
         stage: str = "train",
+        world: World | None = None,
     ) -> None:
         self.model, self.tokenizer, self.task, self.spec = model, tokenizer, task, spec
-        self.callbacks, self.progress_interval = callbacks, progress_interval
+        self.world = world or distributed.current_world()
+        self.callbacks, self.progress_interval = distributed.main_only(callbacks, self.world), progress_interval
         self.regularizers = regularizers or []
         self.objectives = objectives or []  # extra loss terms of every main-task step
         self.sampled = {task.name: task for task in sampled or []}  # auxiliary tasks with data of their own
@@ -86,7 +91,9 @@ class Trainer:
         self.best_state: dict[str, torch.Tensor] = {}  # touched weights (and buffers) at the best epoch
         self.phase: frozenset[str] | None = None
         self.frozen: FrozenBottom | None = None  # groups frozen under the trainable ones (unfreezing schedules)
-        self._pause_requested = False
+        self._stop_requested = self._pause_requested = False  # what the callbacks asked at the last report
+        self.agreement = Agreement(self.world, self.device)
+        self.data_parallel: torch.nn.Module | None = None  # the DDP wrapper, while a distributed run trains
         self.seconds_before_resume = 0.0  # training time of the attempts before this one
 
     def fit(
@@ -97,7 +104,9 @@ class Trainer:
         train_batches, validation_batches = self._batches(train, validation, outcome)
         main_batches = train_batches.main if isinstance(train_batches, MultiTaskBatches) else train_batches
         self.frozen = frozen_bottom(self.model, self.spec, self.regularizers, main_batches, self.dtype, self.callbacks)
-        total_steps = len(train_batches) * cfg.epochs
+        per_epoch = distributed.steps_per_epoch(len(train_batches), self.world)  # this rank's
+        total_steps = per_epoch * cfg.epochs
+        self._announce_world(len(train_batches), per_epoch)
         optimizer = build_optimizer(self.model, self.groups, self.spec)
         schedule, options = SCHEDULES.get(self.spec.optimization.lr_schedule.name), self.spec.optimization.lr_schedule
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule(step, total_steps, options))
@@ -112,10 +121,12 @@ class Trainer:
             self._train_mode()
             epoch_rng_state = rng.getstate()
             loss_sum, loss_steps = torch.zeros((), device=self.device), 0
-            for done, batch in enumerate(islice(train_batches.training_order(rng), skip, None), start=skip + 1):
-                position = Position(epoch, outcome.steps, len(train_batches), total_steps)
+            order = distributed.shard(train_batches.training_order(rng), self.world, per_epoch)
+            for done, batch in enumerate(islice(order, skip, None), start=skip + 1):
+                position = Position(epoch, outcome.steps, per_epoch, total_steps)
                 self._enter_phase(position, outcome)
                 self._follow_frozen_bottom(position)
+                distributed.seed_step(cfg.seed, outcome.steps, self.world)
                 loss = self._step(batch, optimizer, scheduler, outcome.steps)
                 outcome.task_steps[batch.task or MAIN] = outcome.task_steps.get(batch.task or MAIN, 0) + 1
                 outcome.steps += 1
@@ -128,12 +139,13 @@ class Trainer:
                     mean_loss = (loss_sum / loss_steps).item() if loss_steps else None
                     loss_sum, loss_steps = torch.zeros((), device=self.device), 0
                     self._report(epoch, outcome.steps, total_steps, mean_loss, scheduler.get_last_lr()[-1])
-                if checkpoints is None or done == len(train_batches):
+                stop, pause = self.agreement.decide(outcome.steps, self._stop_requested, self._pause_requested)
+                if stop:
+                    raise Cancelled(f"stopped at step {outcome.steps} of {total_steps}")
+                if checkpoints is None or done == per_epoch:
                     continue  # the epoch's end writes its own checkpoint, after evaluating
-                pause = self._pause_requested
                 if pause or outcome.steps % checkpoints.every_steps == 0:
-                    state = self._state(epoch, done, epoch_rng_state, optimizer, scheduler, outcome)
-                    checkpoints.save(state, outcome.steps)
+                    self._save(checkpoints, outcome.steps, epoch, done, epoch_rng_state, optimizer, scheduler, outcome)
                 if pause:
                     raise Paused(f"paused at step {outcome.steps} of {total_steps}")
             skip = 0
@@ -142,8 +154,8 @@ class Trainer:
             elif self._evaluate_epoch(epoch, validation_batches, validation.labels, outcome):
                 break  # early stopping
             if checkpoints is not None and epoch < cfg.epochs:
-                state = self._state(epoch + 1, 0, rng.getstate(), optimizer, scheduler, outcome)
-                checkpoints.save(state, outcome.steps)
+                self._save(checkpoints, outcome.steps, epoch + 1, 0, rng.getstate(), optimizer, scheduler, outcome)
+        self.data_parallel = None  # its gradient hooks go with it
         if self.frozen is not None:
             self.frozen.release()  # the cache can be large: free it before the caller goes on
         if self.best_state:
@@ -153,7 +165,8 @@ class Trainer:
     def _evaluate_epoch(self, epoch: int, batches: Batches | FeatureBatches, gold: list, outcome: TrainOutcome) -> bool:
         """Evaluate, keep the epoch if it is the best so far; True when early stopping says stop."""
         cfg = self.spec.training
-        metrics = self._evaluate(batches, gold)
+        # Rank 0 evaluates and every rank takes its metrics: the same best epoch and early stop everywhere.
+        metrics = distributed.from_main(self.world, lambda: self._evaluate(batches, gold))
         summary = {"epoch": epoch, "step": outcome.steps, **_summary(metrics)}
         outcome.history.append(summary)
         self.callbacks.on_event(
@@ -171,6 +184,11 @@ class Trainer:
         return False
 
     # ---- checkpoints ---------------------------------------------------------------------------
+
+    def _save(self, checkpoints: Checkpoints, step: int, *state_of: Any) -> None:
+        """Rank 0 writes the checkpoint; every rank of a resumed run reads it (the replicas are equal)."""
+        if self.world.is_main:
+            checkpoints.save(self._state(*state_of), step)
 
     def _state(
         self, epoch: int, batches_done: int, epoch_rng_state: tuple, optimizer, scheduler, outcome: TrainOutcome
@@ -274,7 +292,16 @@ class Trainer:
             self.frozen.apply_modes()  # no dropout in the groups frozen under the trainable ones
 
     def _train_forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """(fp32 logits, pooled vectors) of a main-task training batch, in the job's compute dtype."""
+        """(fp32 logits, pooled vectors) of a main-task training batch, in the job's compute dtype;
+        in a distributed run through DDP, whose backward then averages the gradients of the ranks."""
+        if not self.world.distributed:
+            return self._forward(batch)
+        if self.data_parallel is None:  # built at the first step, once the trainable set is settled
+            module = distributed.ForwardModule(self.model, self._forward)
+            self.data_parallel = distributed.data_parallel(module, self.device)
+        return self.data_parallel(batch)
+
+    def _forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         with autocast(self.device, self.dtype):
             cached = self.frozen is not None and self.frozen.caching
             pooled = self.frozen.pooled(batch) if cached else self._pooled(batch)
@@ -399,9 +426,29 @@ class Trainer:
         self.callbacks.on_progress(
             Progress(self.stage, epoch, self.spec.training.epochs, step, total, elapsed, loss, lr)
         )
-        if self.callbacks.should_stop():
-            raise Cancelled(f"stopped at step {step} of {total}")
+        # Acted on by the caller, at once in one process; at the ranks' next agreement in several.
+        self._stop_requested = self.callbacks.should_stop()
         self._pause_requested = self.callbacks.should_pause()
+
+    def _announce_world(self, batches: int, per_epoch: int) -> None:
+        if not self.world.distributed:
+            return
+        size, batch_size = self.world.size, self.spec.training.batch_size
+        left = distributed.left_out(batches, self.world)
+        data = {
+            "world_size": size,
+            "backend": self.world.backend,
+            "batch_size_per_process": batch_size,
+            "effective_batch_size": size * batch_size,
+            "steps_per_epoch": per_epoch,
+            "batches_left_out_per_epoch": left,
+        }
+        self.callbacks.on_event(
+            "distributed",
+            f"{size} processes ({self.world.backend}), batch {batch_size} each, {size * batch_size} per step; "
+            f"{per_epoch} steps per epoch ({left} of {batches} batches left out each epoch)",
+            data,
+        )
 
 
 def _summary(metrics: dict[str, Any]) -> dict[str, float]:

@@ -15,7 +15,7 @@ from app.config import Settings
 from app.db.models import Tenant
 from app.db.session import open_session
 from app.services.keys import tenant_for_key
-from app.storage.artifacts import LocalArtifactStore
+from app.storage.store import ArtifactStore
 
 # Dependencies that do no I/O are `async def`: FastAPI runs a plain `def` dependency in its
 # threadpool, a hop that costs more than a predict request's own Python work.
@@ -66,11 +66,11 @@ def current_tenant(session: SessionDep, authorization: Annotated[str | None, Hea
 TenantDep = Annotated[Tenant, Depends(current_tenant)]
 
 
-async def get_store(settings: SettingsDep) -> LocalArtifactStore:
-    return LocalArtifactStore(settings.resolved_artifacts_dir)
+async def get_store(request: Request) -> ArtifactStore:
+    return request.app.state.store
 
 
-StoreDep = Annotated[LocalArtifactStore, Depends(get_store)]
+StoreDep = Annotated[ArtifactStore, Depends(get_store)]
 
 
 async def get_catalog(request: Request) -> Catalog:

@@ -17,8 +17,8 @@ from app.config import Settings, get_settings
 from app.logs import configure_logging
 from app.services.sweeper import Sweeper, sweep
 from app.services.webhooks import start_dispatcher
-from app.storage.artifacts import LocalArtifactStore
-from worker.celery_app import TRAIN_TASK, make_celery
+from app.storage.store import build_store
+from worker.celery_app import job_sender, make_celery
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -32,6 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.catalog = Catalog(settings)
+    app.state.store = build_store(settings)  # one per replica: an object store's connections are reused
     app.state.celery = make_celery(settings)
     app.state.serving = None  # created on the first prediction (app/api/deps.py)
     app.state.model_cache = None
@@ -52,10 +53,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     sweeper = None
     if settings.sweep_interval_seconds > 0:
-        store = LocalArtifactStore(settings.resolved_artifacts_dir)
-
-        def enqueue(job_id: str) -> None:
-            app.state.celery.send_task(TRAIN_TASK, args=[job_id], queue=settings.queue)
+        store = app.state.store
+        enqueue = job_sender(app.state.celery, settings)  # a lost job goes back to its route's queue
 
         def run():
             return sweep(

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import typer
 
 from app.config import get_settings
+from app.services.routing import WorkerPlan, plan_worker
 
 keys = typer.Typer(help="API keys (run on the service's machine: it writes to its database).", no_args_is_help=True)
 
@@ -69,9 +72,29 @@ def api_command() -> list[str]:
     ]
 
 
-def worker_command() -> list[str]:
+@dataclass(frozen=True)
+class WorkerLaunch:
+    """The Celery worker command line, and the THAW_WORKER_* settings its pool processes read (they
+    pin their GPUs from them: worker/celery_app.py)."""
+
+    argv: list[str]
+    env: dict[str, str]
+    plan: WorkerPlan
+
+
+def worker_launch(
+    routes: list[str] | None = None,
+    gpus: list[int] | None = None,
+    concurrency: int | None = None,
+    name: str | None = None,
+) -> WorkerLaunch:
+    """Flags override the settings (THAW_WORKER_QUEUES, THAW_WORKER_GPUS, THAW_WORKER_CONCURRENCY)."""
     settings = get_settings()
-    return [
+    routes = settings.worker_queues if routes is None else routes
+    gpus = settings.worker_gpus if gpus is None else gpus
+    concurrency = concurrency or settings.worker_concurrency
+    plan = plan_worker(settings.queue, routes, gpus, concurrency, settings.gpu_classes)
+    argv = [
         sys.executable,
         "-m",
         "celery",
@@ -81,12 +104,27 @@ def worker_command() -> list[str]:
         "--loglevel",
         "INFO",
         "--queues",
-        settings.queue,
+        ",".join(plan.queues),
         "--concurrency",
-        "1",
+        str(plan.concurrency),
         "--pool",
         "prefork",
     ]
+    if name:
+        argv += ["--hostname", name]
+    env = {
+        "THAW_WORKER_QUEUES": json.dumps(routes),
+        "THAW_WORKER_GPUS": json.dumps(gpus),
+        "THAW_WORKER_CONCURRENCY": str(plan.concurrency),
+    }
+    return WorkerLaunch(argv, env, plan)
+
+
+def start_worker() -> subprocess.Popen:
+    """The worker of the settings (THAW_WORKER_*; by default one process on the cpu queue) as a child
+    process: what `thaw run` supervises."""
+    launch = worker_launch()
+    return subprocess.Popen(launch.argv, cwd=ROOT, env={**os.environ, **launch.env})
 
 
 def serve() -> None:
@@ -94,16 +132,50 @@ def serve() -> None:
     os.execv(sys.executable, api_command())
 
 
-def worker() -> None:
+def _names(value: str | None) -> list[str] | None:
+    return None if value is None else [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _devices(value: str | None) -> list[int] | None:
+    try:
+        return None if value is None else [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"--gpus {value!r} is not a comma-separated list of GPU numbers (e.g. 0,1)") from None
+
+
+def worker(
+    queues: str | None = typer.Option(
+        None, help="Routes to take jobs from, comma-separated: cpu, gpu, GPU classes. Default: THAW_WORKER_QUEUES."
+    ),
+    gpus: str | None = typer.Option(
+        None, help="GPUs to train on, e.g. 0,1: one training process per GPU. Default: THAW_WORKER_GPUS."
+    ),
+    concurrency: int | None = typer.Option(
+        None,
+        min=1,
+        help="Training processes; default one per GPU, else 1. With --gpus 0,1 --concurrency 1, one process holds "
+        "both GPUs and takes the 2-GPU jobs.",
+    ),
+    name: str | None = typer.Option(None, help="Celery node name, e.g. gpu-1@%h. Default: celery@<host>."),
+) -> None:
     """Run one training worker only."""
-    os.execv(sys.executable, worker_command())
+    try:
+        launch = worker_launch(_names(queues), _devices(gpus), concurrency, name)
+    except ValueError as error:
+        typer.echo(f"thaw worker: {error}", err=True)
+        raise typer.Exit(2) from None
+    plan = launch.plan
+    pinned = f", on GPUs {' | '.join(plan.devices)}" if plan.devices else ""
+    typer.echo(f"worker: queues {', '.join(plan.queues)}; {plan.concurrency} training process(es){pinned}", err=True)
+    os.environ.update(launch.env)
+    os.execv(sys.executable, launch.argv)
 
 
 def run() -> None:
     """API and one worker; the worker is restarted whenever it dies. Ctrl-C stops both."""
     settings = get_settings()
     api = subprocess.Popen(api_command(), cwd=ROOT)
-    work = subprocess.Popen(worker_command(), cwd=ROOT)
+    work = start_worker()
     typer.echo(f"Thaw is up at http://{settings.host}:{settings.port} (API docs at /docs)")
     stopping = False
     started = time.monotonic()
@@ -120,7 +192,7 @@ def run() -> None:
             typer.echo(f"worker exited with code {work.returncode}; restarting it in {backoff:.0f}s", err=True)
             time.sleep(backoff)
             backoff = min(backoff * 2, 30.0)  # a worker that cannot start must not spin
-            work = subprocess.Popen(worker_command(), cwd=ROOT)
+            work = start_worker()
             started = time.monotonic()
         elif backoff > 1.0 and time.monotonic() - started > 60:
             backoff = 1.0  # it has been healthy for a minute

@@ -208,7 +208,9 @@ class Compute(Strict):
         ge=1,
         le=8,
         description="Training processes (DistributedDataParallel, torchrun); default: one per GPU, else 1. On CPU, "
-        "2 or more train with the gloo backend.",
+        "2 or more train with the gloo backend. training.batch_size is per process: a step trains on processes x "
+        "batch_size examples. Not with stages, tasks, slices, ensemble, consistency, teacher, or an unfreezing "
+        "schedule other than none or top_only.",
     )
 
     @model_validator(mode="after")
@@ -232,7 +234,9 @@ class Compute(Strict):
 
 class TrainingConfig(Strict):
     epochs: int = Field(3, ge=1, le=100, description="Passes over the training data.")
-    batch_size: int = Field(32, ge=1, le=1024, description="Examples per optimisation step.")
+    batch_size: int = Field(
+        32, ge=1, le=1024, description="Examples per optimisation step, in each process (compute.processes)."
+    )
     learning_rate: float = Field(1e-4, gt=0, le=1, description="Peak learning rate (AdamW).")
     max_length: int = Field(64, ge=4, le=512, description="Tokens kept per text (longer are cut).")
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Seed for split, init, order and dropout.")
@@ -364,7 +368,17 @@ class JobSpec(Strict):
         if train == "lora" and self.model.lora is None:
             raise ValueError("optimization.train 'lora' needs model.lora (e.g. {\"r\": 8})")
         self._coherent_signal()
+        self._coherent_compute()
         return self
+
+    def _coherent_compute(self) -> None:
+        refused = undistributable_options(self)
+        if self.compute.world_size > 1 and refused:
+            field = "compute.processes" if self.compute.processes is not None else "compute.gpus"
+            raise ValueError(
+                f"{field}: {self.compute.world_size} processes train with DistributedDataParallel, which does not "
+                f"combine with {', '.join(refused)}; train this job with one process"
+            )
 
     def _coherent_signal(self) -> None:
         names = [task.name for task in self.tasks]
@@ -402,6 +416,22 @@ class Ensemble(Strict):
 
 
 JobSpec.model_rebuild()
+
+# Unfreezing schedules whose trainable set stays the same for the whole run: DDP reduces the
+# parameters that require grad when it is built, so a set that changes mid-run cannot train with it.
+STATIC_UNFREEZING = {"none", "top_only"}
+
+
+def undistributable_options(spec: JobSpec) -> list[str]:
+    """The options of `spec` that do not train in several processes (app/adaptation/distributed.py):
+    a trainable set that changes (unfreezing schedules), steps whose forward pass differs from step to
+    step (auxiliary tasks, slices, consistency, distillation), and jobs of several runs (stages,
+    ensembles)."""
+    refused = [name for name in ("stages", "tasks", "slices") if getattr(spec, name)]
+    refused += [name for name in ("ensemble", "consistency", "teacher") if getattr(spec, name) is not None]
+    if spec.optimization.unfreezing.name not in STATIC_UNFREEZING:
+        refused.append(f"optimization.unfreezing {spec.optimization.unfreezing.name!r}")
+    return refused
 
 
 def labels_of(value: str | list[str], spec: JobSpec) -> list[str]:

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from app.db.models import Dataset, Job, new_id
 from app.db.pagination import newest_first
 from app.services.errors import Conflict, InvalidInput, NotFound
-from app.storage.artifacts import LocalArtifactStore
+from app.storage.store import ArtifactStore
 from app.storage.tables import InvalidTable, Table, label_counts, parse_table, require_column
 
 ACTIVE = ("queued", "running", "paused")  # jobs that will still read their datasets
@@ -19,7 +19,7 @@ ACTIVE = ("queued", "running", "paused")  # jobs that will still read their data
 
 def create_dataset(
     session: Session,
-    store: LocalArtifactStore,
+    store: ArtifactStore,
     *,
     tenant_id: str,
     name: str,
@@ -90,7 +90,7 @@ def list_datasets(session: Session, *, tenant_id: str, limit: int, offset: int) 
     return newest_first(session, query, Dataset, limit=limit, offset=offset)
 
 
-def delete_dataset(session: Session, store: LocalArtifactStore, *, tenant_id: str, dataset_id: str) -> None:
+def delete_dataset(session: Session, store: ArtifactStore, *, tenant_id: str, dataset_id: str) -> None:
     dataset = get_dataset(session, tenant_id=tenant_id, dataset_id=dataset_id)
     for job in session.scalars(select(Job).where(Job.tenant_id == tenant_id, Job.status.in_(ACTIVE))):
         if dataset_id in referenced_datasets(job.spec):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -17,7 +18,7 @@ from app.services import jobs
 from app.services.errors import Conflict, InvalidInput, NotFound, Unavailable
 from app.services.leaderboard import leaderboard
 from app.services.webhook_policy import WEBHOOKS_OFF, WebhookPolicy
-from app.storage.artifacts import LocalArtifactStore
+from app.storage.store import ArtifactStore
 
 
 def parse(raw: Any) -> ExperimentRequest:
@@ -44,12 +45,13 @@ def job_spec(request: ExperimentRequest, partial: dict[str, Any], seed: int) -> 
 
 def plan(
     session: Session,
-    store: LocalArtifactStore,
+    store: ArtifactStore,
     catalog: Catalog,
     request: ExperimentRequest,
     *,
     tenant_id: str,
     webhooks: WebhookPolicy,
+    gpu_classes: Sequence[str] = (),
 ) -> list[tuple[str, int, dict[str, Any]]]:
     """Every run's (variant, seed, spec), each checked as a job would be: all or nothing."""
     runs = []
@@ -57,7 +59,9 @@ def plan(
         for seed in request.seed_list:
             raw = job_spec(request, partial, seed)
             try:
-                jobs.checked_spec(session, store, catalog, tenant_id=tenant_id, raw=raw, webhooks=webhooks)
+                jobs.checked_spec(
+                    session, store, catalog, tenant_id=tenant_id, raw=raw, webhooks=webhooks, gpu_classes=gpu_classes
+                )
             except InvalidInput as error:
                 raise InvalidInput(f"{where} ({name}, seed {seed}): {error.message}") from None
             runs.append((name, seed, raw))
@@ -66,21 +70,31 @@ def plan(
 
 def create_experiment(
     session: Session,
-    store: LocalArtifactStore,
+    store: ArtifactStore,
     catalog: Catalog,
     enqueue: jobs.Enqueue,
     *,
     tenant_id: str,
     raw: Any,
     webhooks: WebhookPolicy = WEBHOOKS_OFF,
+    gpu_classes: Sequence[str] = (),
 ) -> Experiment:
     """Every run is checked before any is queued: a bad variant creates nothing."""
     request = parse(raw)
-    planned = plan(session, store, catalog, request, tenant_id=tenant_id, webhooks=webhooks)
+    planned = plan(session, store, catalog, request, tenant_id=tenant_id, webhooks=webhooks, gpu_classes=gpu_classes)
     created: list[dict[str, Any]] = []
     try:
         for variant, seed, spec in planned:
-            job = jobs.create_job(session, store, catalog, enqueue, tenant_id=tenant_id, raw=spec, webhooks=webhooks)
+            job = jobs.create_job(
+                session,
+                store,
+                catalog,
+                enqueue,
+                tenant_id=tenant_id,
+                raw=spec,
+                webhooks=webhooks,
+                gpu_classes=gpu_classes,
+            )
             created.append({"job_id": job.id, "variant": variant, "seed": seed})
     except Unavailable:
         for run in created:  # the queue went away halfway: none of this experiment may run
@@ -111,7 +125,7 @@ def list_experiments(session: Session, *, tenant_id: str, limit: int, offset: in
     return newest_first(session, query, Experiment, limit=limit, offset=offset)
 
 
-def cancel_experiment(session: Session, store: LocalArtifactStore, *, tenant_id: str, experiment_id: str) -> None:
+def cancel_experiment(session: Session, store: ArtifactStore, *, tenant_id: str, experiment_id: str) -> None:
     """Cancel every run that has not finished; finished runs keep their models."""
     experiment = get_experiment(session, tenant_id=tenant_id, experiment_id=experiment_id)
     for run in experiment.runs:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from pydantic import ValidationError
@@ -12,17 +13,19 @@ from app.catalog import Catalog, UnknownBaseModel
 from app.db.models import Dataset, Job, JobEvent, Model, new_id, utcnow
 from app.db.pagination import newest_first
 from app.schemas.recipes import SpecError, describe, expand
-from app.schemas.spec import JobSpec, labels_of
+from app.schemas.spec import Compute, JobSpec, labels_of
 from app.services.datasets import CachedRows, RowSource, check_columns, get_dataset
 from app.services.errors import Conflict, InvalidInput, NotFound, Unavailable
 from app.services.webhook_policy import WEBHOOKS_OFF, WebhookPolicy
-from app.storage.artifacts import LocalArtifactStore
+from app.storage.store import ArtifactStore
 
 FINISHED = ("succeeded", "failed", "cancelled")
 
 
 class Enqueue(Protocol):
-    def __call__(self, job_id: str) -> None: ...
+    """Sends a job to the queue its compute routes it to (app/services/routing.py)."""
+
+    def __call__(self, job_id: str, compute: Compute) -> None: ...
 
 
 def validate_spec(raw: Any) -> JobSpec:
@@ -36,7 +39,7 @@ def validate_spec(raw: Any) -> JobSpec:
         raise InvalidInput(f"invalid job spec: {describe(error)}") from None
 
 
-def check_data(session: Session, store: LocalArtifactStore, spec: JobSpec, tenant_id: str, *, catalog: Catalog) -> None:
+def check_data(session: Session, store: ArtifactStore, spec: JobSpec, tenant_id: str, *, catalog: Catalog) -> None:
     """Every dataset is the tenant's and has the fields, train has at least two classes; then the
     inputs of regularizers, stages, tasks, consistency, distillation and ensemble members."""
     rows = CachedRows(store)
@@ -234,18 +237,21 @@ def _classes(rows: RowSource, dataset: Dataset, spec: JobSpec) -> list[str]:
 
 def checked_spec(
     session: Session,
-    store: LocalArtifactStore,
+    store: ArtifactStore,
     catalog: Catalog,
     *,
     tenant_id: str,
     raw: Any,
     webhooks: WebhookPolicy = WEBHOOKS_OFF,
+    gpu_classes: Sequence[str] = (),
 ) -> JobSpec:
     """The expanded spec, once everything it names is known to exist, be the tenant's and fit.
-    `webhooks` says which webhook URLs the service accepts; by default none."""
+    `webhooks` says which webhook URLs the service accepts; by default none. `gpu_classes` are the
+    GPU classes the operator runs queues for (THAW_GPU_CLASSES); by default none."""
     spec = validate_spec(raw)
     if spec.webhook is not None:
         webhooks.check(str(spec.webhook.url))
+    check_gpu_class(spec.compute, gpu_classes)
     try:
         catalog.get(spec.base_model)
     except UnknownBaseModel as error:
@@ -256,15 +262,18 @@ def checked_spec(
 
 def create_job(
     session: Session,
-    store: LocalArtifactStore,
+    store: ArtifactStore,
     catalog: Catalog,
     enqueue: Enqueue,
     *,
     tenant_id: str,
     raw: Any,
     webhooks: WebhookPolicy = WEBHOOKS_OFF,
+    gpu_classes: Sequence[str] = (),
 ) -> Job:
-    spec = checked_spec(session, store, catalog, tenant_id=tenant_id, raw=raw, webhooks=webhooks)
+    spec = checked_spec(
+        session, store, catalog, tenant_id=tenant_id, raw=raw, webhooks=webhooks, gpu_classes=gpu_classes
+    )
     job = Job(
         id=new_id("job"),
         tenant_id=tenant_id,
@@ -276,12 +285,27 @@ def create_job(
     add_event(session, job.id, "queued", f"recipe {spec.recipe!r} on {spec.base_model!r}")
     session.commit()  # the worker must find the row when the message arrives
     try:
-        enqueue(job.id)
+        enqueue(job.id, spec.compute)
     except Exception as error:
         session.delete(job)
         session.commit()
         raise Unavailable(f"the job queue is unreachable ({type(error).__name__}); nothing was created") from None
     return job
+
+
+def check_gpu_class(compute: Compute, gpu_classes: Sequence[str]) -> None:
+    """A GPU class is a queue only the operator's workers of that class consume: a class nobody runs
+    would leave the job queued forever."""
+    if compute.gpu_class is not None and compute.gpu_class not in gpu_classes:
+        offered = f"one of {', '.join(gpu_classes)}" if gpu_classes else "none (THAW_GPU_CLASSES is empty)"
+        raise InvalidInput(
+            f"compute.gpu_class: {compute.gpu_class!r} is not a GPU class of this service; the classes are {offered}"
+        )
+
+
+def compute_of(stored_spec: dict[str, Any]) -> Compute:
+    """The compute of a stored (expanded) spec; specs stored before compute existed ran on the CPU queue."""
+    return Compute.model_validate(stored_spec.get("compute") or {})
 
 
 def add_event(session: Session, job_id: str, kind: str, message: str, data: dict[str, Any] | None = None) -> None:
@@ -309,7 +333,7 @@ def list_events(session: Session, *, tenant_id: str, job_id: str) -> list[JobEve
     return list(session.scalars(select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id)))
 
 
-def cancel_job(session: Session, store: LocalArtifactStore, *, tenant_id: str, job_id: str) -> Job:
+def cancel_job(session: Session, store: ArtifactStore, *, tenant_id: str, job_id: str) -> Job:
     """A queued or paused job is cancelled at once; a running one is flagged and its training loop stops."""
     job = get_job(session, tenant_id=tenant_id, job_id=job_id)
     if job.status in FINISHED:
@@ -382,7 +406,7 @@ def resume_job(session: Session, enqueue: Enqueue, *, tenant_id: str, job_id: st
     add_event(session, job_id, "resumed_requested", "queued again; it goes on from its checkpoint")
     session.commit()
     try:
-        enqueue(job_id)
+        enqueue(job_id, compute_of(job.spec))
     except Exception as error:
         session.execute(Job.__table__.update().where(Job.id == job_id, Job.status == "queued").values(status="paused"))
         session.commit()

@@ -12,7 +12,7 @@ from app.db.pagination import newest_first
 from app.services.datasets import ACTIVE
 from app.services.errors import Conflict, NotFound
 from app.services.keys import hash_key
-from app.storage.artifacts import LocalArtifactStore
+from app.storage.store import ArtifactStore
 
 
 def get_model(session: Session, *, tenant_id: str, model_id: str) -> Model:
@@ -63,7 +63,7 @@ def referenced_models(spec: dict) -> set[str]:
     return named - {None}
 
 
-def delete_model(session: Session, store: LocalArtifactStore, *, tenant_id: str, model_id: str) -> None:
+def delete_model(session: Session, store: ArtifactStore, *, tenant_id: str, model_id: str) -> None:
     model = get_model(session, tenant_id=tenant_id, model_id=model_id)
     for job in session.scalars(select(Job).where(Job.tenant_id == tenant_id, Job.status.in_(ACTIVE))):
         if model_id in referenced_models(job.spec):

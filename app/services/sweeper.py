@@ -19,8 +19,8 @@ from sqlalchemy import select, update
 
 from app.db.models import Job, utcnow
 from app.db.session import session_scope
-from app.services.jobs import Enqueue, add_event
-from app.storage.artifacts import LocalArtifactStore
+from app.services.jobs import Enqueue, add_event, compute_of
+from app.storage.store import ArtifactStore
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class Swept:
 
 def sweep(
     database_url: str,
-    store: LocalArtifactStore,
+    store: ArtifactStore,
     enqueue: Enqueue,
     *,
     timeout_seconds: float,
@@ -42,10 +42,11 @@ def sweep(
     cutoff = utcnow() - timedelta(seconds=timeout_seconds)
     with session_scope(database_url) as session:
         stale = session.execute(
-            select(Job.id, Job.attempts).where(Job.status == "running", Job.heartbeat_at < cutoff)
+            select(Job.id, Job.attempts, Job.spec).where(Job.status == "running", Job.heartbeat_at < cutoff)
         ).all()
     swept = Swept()
-    for job_id, attempts in stale:
+    computes = {job_id: compute_of(spec) for job_id, _, spec in stale}  # its route decides where it goes again
+    for job_id, attempts, _ in stale:
         lost = (Job.id == job_id, Job.status == "running", Job.attempts == attempts, Job.heartbeat_at < cutoff)
         silent = f"no heartbeat from attempt {attempts} for over {timeout_seconds:g}s"
         with session_scope(database_url) as session:
@@ -64,7 +65,7 @@ def sweep(
         store.delete_checkpoints(job_id)
     for job_id in swept.requeued:
         try:
-            enqueue(job_id)
+            enqueue(job_id, computes[job_id])
         except Exception:  # the broker is down: leave the job to the next sweep
             log.exception("could not enqueue job %s again", job_id)
             with session_scope(database_url) as session:

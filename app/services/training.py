@@ -20,6 +20,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from app.adaptation import Cancelled, Checkpoints, LabeledTexts, Paused, Progress, TaskData, adapt, load_classifier
 from app.adaptation.adapt import AdaptationResult, Resources, save_result
 from app.adaptation.artifact import read_card
+from app.adaptation.callbacks import Callbacks
 from app.adaptation.ensemble import load_model
 from app.catalog import Catalog
 from app.config import Settings
@@ -27,8 +28,9 @@ from app.db.models import Job, Model, new_id, utcnow
 from app.db.session import session_scope
 from app.logs import job_context
 from app.schemas.spec import JobSpec, labels_of
-from app.services.jobs import add_event
-from app.storage.artifacts import LocalArtifactStore
+from app.services.distributed_launch import launch_ranks
+from app.services.jobs import FINISHED, add_event
+from app.storage.store import ArtifactStore, build_store
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +129,9 @@ class Claim:
     attempt: int
 
 
-def claim(database_url: str, job_id: str) -> Claim | None:
-    """queued -> running, atomically: a second delivery of the same job finds nothing to claim."""
+def claim(database_url: str, job_id: str, placement: dict[str, Any] | None = None) -> Claim | None:
+    """queued -> running, atomically: a second delivery of the same job finds nothing to claim.
+    `placement` (worker, queue, GPUs; worker/tasks.py) goes into the `started` event."""
     with session_scope(database_url) as session:
         now = utcnow()
         claimed = session.execute(
@@ -146,11 +149,11 @@ def claim(database_url: str, job_id: str) -> Claim | None:
             return None
         job = session.get(Job, job_id)
         message = f"a worker claimed the job (attempt {job.attempts})"
-        add_event(session, job_id, "started", message, {"attempt": job.attempts})
+        add_event(session, job_id, "started", message, {"attempt": job.attempts, **(placement or {})})
         return Claim(JobSpec.model_validate(job.spec), job.attempts)
 
 
-def load_resources(store: LocalArtifactStore, catalog: Catalog, spec: JobSpec) -> Resources:
+def load_resources(store: ArtifactStore, catalog: Catalog, spec: JobSpec) -> Resources:
     """What the job names beyond its task data: datasets of its stages, tasks, consistency and
     distillation, Fisher texts and source models of its regularizers, its teacher, and the base
     models of its ensemble members."""
@@ -165,6 +168,7 @@ def load_resources(store: LocalArtifactStore, catalog: Catalog, spec: JobSpec) -
                 rows = store.read_dataset(options.fisher_data)
                 resources.texts[options.fisher_data] = [row[job.text_field] for row in rows]
             elif options.name == "source_distillation":
+                store.verify_model(options.source_model)  # fetched to this node, and checked
                 directory = store.model_dir(options.source_model)
                 base = catalog.get(read_card(directory)["base_model"]).path
                 resources.source_models[options.source_model] = load_classifier(directory, base).model
@@ -183,7 +187,7 @@ def signal_datasets(spec: JobSpec) -> set[str]:
     return {dataset_id for dataset_id in named if dataset_id is not None}
 
 
-def load_task_data(store: LocalArtifactStore, spec: JobSpec) -> TaskData:
+def load_task_data(store: ArtifactStore, spec: JobSpec) -> TaskData:
     def text(row: dict) -> str | tuple[str, str]:
         return tuple(row[f] for f in spec.text_fields) if spec.text_fields else row[spec.text_field]
 
@@ -200,44 +204,86 @@ def load_task_data(store: LocalArtifactStore, spec: JobSpec) -> TaskData:
     return TaskData(read(spec.data.train), read(spec.data.validation), read(spec.data.test))
 
 
-def run_job(settings: Settings, job_id: str) -> None:
+def run_job(settings: Settings, job_id: str, placement: dict[str, Any] | None = None) -> None:
     with job_context(job_id):  # every line the job logs carries its id
-        _run_job(settings, job_id)
+        _run_job(settings, job_id, placement)
 
 
-def _run_job(settings: Settings, job_id: str) -> None:
+def _run_job(settings: Settings, job_id: str, placement: dict[str, Any] | None = None) -> None:
     url = settings.resolved_database_url
-    claimed = claim(url, job_id)
+    claimed = claim(url, job_id, placement)
     if claimed is None:
         log.info("job %s is not queued; nothing to do", job_id)
         return
     spec, attempt = claimed.spec, claimed.attempt
-    store = LocalArtifactStore(settings.resolved_artifacts_dir)
+    store = build_store(settings)
     checkpoints = Checkpoints(store.checkpoint_dir(job_id), settings.checkpoint_every_steps)
     ended = False
     with Heartbeat(url, job_id, attempt, settings.heartbeat_interval_seconds):
         try:
-            catalog = Catalog(settings)
-            result = adapt(
-                spec,
-                load_task_data(store, spec),
-                catalog.get(spec.base_model).path,
-                JobCallbacks(url, job_id, attempt),
-                settings.progress_interval_seconds,
-                load_resources(store, catalog, spec),
-                checkpoints,
-            )
-            ended = publish(url, store, job_id, attempt, spec, result)
-        except Paused as pause:
-            pause_job_run(url, job_id, attempt, str(pause))
-        except Cancelled as stop:
-            ended = finish(url, job_id, attempt, "cancelled", None, f"cancelled: {stop}")
+            if spec.compute.world_size > 1:
+                ended = run_distributed(settings, job_id, attempt, spec)
+            else:
+                callbacks = JobCallbacks(url, job_id, attempt)
+                ended = train_and_record(settings, store, job_id, attempt, spec, callbacks, checkpoints)
         except Exception as error:
             log.exception("job %s failed", job_id)
             reason = f"{type(error).__name__}: {error}"
             ended = finish(url, job_id, attempt, "failed", reason, traceback.format_exc(limit=-8))
     if ended:  # under this attempt's claim: nobody will resume it
         checkpoints.clear()
+
+
+def train(
+    settings: Settings, store: ArtifactStore, spec: JobSpec, callbacks: Callbacks, checkpoints: Checkpoints
+) -> AdaptationResult:
+    """Read what the job names and train it: the whole job in one process, a rank's part in several."""
+    catalog = Catalog(settings)
+    return adapt(
+        spec,
+        load_task_data(store, spec),
+        catalog.get(spec.base_model).path,
+        callbacks,
+        settings.progress_interval_seconds,
+        load_resources(store, catalog, spec),
+        checkpoints,
+    )
+
+
+def train_and_record(
+    settings: Settings,
+    store: ArtifactStore,
+    job_id: str,
+    attempt: int,
+    spec: JobSpec,
+    callbacks: Callbacks,
+    checkpoints: Checkpoints,
+) -> bool:
+    """Train, then record how the run ended: published, paused or cancelled. True when the job ended
+    under this attempt. What a job's one process does, and rank 0 of a distributed job; any other
+    error is the caller's to record (`_run_job`, or for a distributed job the launcher's)."""
+    url = settings.resolved_database_url
+    try:
+        return publish(url, store, job_id, attempt, spec, train(settings, store, spec, callbacks, checkpoints))
+    except Paused as pause:
+        pause_job_run(url, job_id, attempt, str(pause))
+        return False
+    except Cancelled as stop:
+        return finish(url, job_id, attempt, "cancelled", None, f"cancelled: {stop}")
+
+
+def run_distributed(settings: Settings, job_id: str, attempt: int, spec: JobSpec) -> bool:
+    """Train in `spec.compute.world_size` processes (torchrun, distributed_run.py) while this one keeps
+    the heartbeat. Rank 0 records how the job ended; a failed rank is recorded here, with its reason.
+    True when the job ended under this attempt."""
+    url = settings.resolved_database_url
+    failure = launch_ranks(settings, job_id, attempt, spec)
+    if failure is not None:
+        log.error("job %s failed in its training processes: %s", job_id, failure.reason)
+        finish(url, job_id, attempt, "failed", failure.reason, failure.detail)
+    with session_scope(url) as session:
+        job = session.get(Job, job_id)
+        return job.attempts == attempt and job.status in FINISHED
 
 
 def pause_job_run(url: str, job_id: str, attempt: int, message: str) -> None:
@@ -249,9 +295,7 @@ def pause_job_run(url: str, job_id: str, attempt: int, message: str) -> None:
             add_event(session, job_id, "paused", f"{message}; a checkpoint holds the run until it is resumed")
 
 
-def publish(
-    url: str, store: LocalArtifactStore, job_id: str, attempt: int, spec: JobSpec, result: AdaptationResult
-) -> bool:
+def publish(url: str, store: ArtifactStore, job_id: str, attempt: int, spec: JobSpec, result: AdaptationResult) -> bool:
     """Write the artifact, then record model and success in one transaction, unless the job was
     cancelled (or taken from this attempt) meanwhile. True when the job ended under this attempt."""
     model_id = new_id("mdl")

@@ -85,7 +85,7 @@ class Recorded:
     def __init__(self) -> None:
         self.ids: list[str] = []
 
-    def __call__(self, job_id: str) -> None:
+    def __call__(self, job_id: str, compute) -> None:
         self.ids.append(job_id)
 
 
@@ -134,7 +134,7 @@ def test_a_job_out_of_attempts_fails_with_the_reason_and_loses_its_checkpoint(cl
 def test_when_the_queue_is_down_a_lost_job_waits_for_the_next_sweep(client, headers, job_id, settings):
     set_row(settings, job_id, status="running", attempts=1, heartbeat_at=utcnow() - timedelta(minutes=5))
 
-    def broken(_job_id: str) -> None:
+    def broken(_job_id: str, _compute) -> None:
         raise ConnectionError("broker down")
 
     run_sweep(settings, broken)

@@ -50,19 +50,38 @@ def service_env(settings: Settings) -> dict[str, str]:
             "THAW_PROGRESS_INTERVAL_SECONDS": str(settings.progress_interval_seconds),
             "THAW_CHECKPOINT_EVERY_STEPS": str(settings.checkpoint_every_steps),
             "THAW_HEARTBEAT_INTERVAL_SECONDS": str(settings.heartbeat_interval_seconds),
+            "THAW_GPU_CLASSES": json.dumps(settings.gpu_classes),
         }
     )
+    # Object storage shared with the API, when the settings use it.
+    optional = {
+        "THAW_ARTIFACTS_URL": settings.artifacts_url,
+        "THAW_S3_ENDPOINT_URL": settings.s3_endpoint_url,
+        "THAW_S3_ACCESS_KEY_ID": settings.s3_access_key_id,
+        "THAW_S3_SECRET_ACCESS_KEY": settings.s3_secret_access_key,
+        "THAW_S3_REGION": settings.s3_region,
+        "THAW_ARTIFACT_CACHE_DIR": settings.artifact_cache_dir and str(settings.artifact_cache_dir),
+    }
+    env.update({name: value for name, value in optional.items() if value is not None})
     return env
 
 
 class WorkerProcess:
-    """A real Celery worker (`thaw worker`) in its own process group, logging to a file."""
+    """A real Celery worker (`thaw worker`) in its own process group, logging to a file. `queues`,
+    `gpus` and `name` become its --queues, --gpus and --name flags (and name its log file)."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.log_path = settings.var_dir / "worker.log"
+    def __init__(
+        self, settings: Settings, *, queues: str | None = None, gpus: str | None = None, name: str | None = None
+    ) -> None:
+        self.log_path = settings.var_dir / (f"worker-{name.split('@')[0]}.log" if name else "worker.log")
         self.log = self.log_path.open("w")
+        flags = [
+            *(["--queues", queues] if queues is not None else []),
+            *(["--gpus", gpus] if gpus is not None else []),
+            *(["--name", name] if name is not None else []),
+        ]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "worker"],
+            [sys.executable, "-m", "app.cli", "worker", *flags],
             cwd=ROOT,
             env=service_env(settings),
             stdout=self.log,

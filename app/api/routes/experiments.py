@@ -29,9 +29,16 @@ def create_experiment(
     ],
 ) -> ExperimentPublic:
     """Queue the experiment's jobs; its leaderboard fills in as they finish."""
-    webhooks = WebhookPolicy.from_settings(request.app.state.settings)
+    settings = request.app.state.settings
     experiment = service.create_experiment(
-        session, store, catalog, enqueue_for(request), tenant_id=tenant.id, raw=body, webhooks=webhooks
+        session,
+        store,
+        catalog,
+        enqueue_for(request),
+        tenant_id=tenant.id,
+        raw=body,
+        webhooks=WebhookPolicy.from_settings(settings),
+        gpu_classes=settings.gpu_classes,
     )
     return ExperimentPublic.model_validate(service.summary(session, experiment))
 

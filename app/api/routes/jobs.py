@@ -11,7 +11,7 @@ from app.db.models import Job, utcnow
 from app.schemas.resources import JobCreated, JobEventPublic, JobEventsPublic, JobPublic, JobsPublic, Timings
 from app.services import jobs as service
 from app.services.webhook_policy import WebhookPolicy
-from worker.celery_app import TRAIN_TASK
+from worker.celery_app import job_sender
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -70,6 +70,7 @@ def create_job(
         tenant_id=tenant.id,
         raw=spec,
         webhooks=WebhookPolicy.from_settings(request.app.state.settings),
+        gpu_classes=request.app.state.settings.gpu_classes,
     )
     return JobCreated(id=job.id, status=job.status)
 
@@ -128,9 +129,5 @@ def resume_job(job_id: str, request: Request, session: SessionDep, tenant: Tenan
 
 
 def enqueue_for(request: Request) -> service.Enqueue:
-    celery, queue = request.app.state.celery, request.app.state.settings.queue
-
-    def enqueue(job_id: str) -> None:
-        celery.send_task(TRAIN_TASK, args=[job_id], queue=queue)
-
-    return enqueue
+    """Sends a job to the Celery queue of its compute route (cpu, gpu, a GPU class)."""
+    return job_sender(request.app.state.celery, request.app.state.settings)

@@ -24,7 +24,7 @@ from app.services import models as service
 from app.services.errors import InvalidInput, NotFound, RateLimited
 from app.services.models import Servable
 from app.serving.errors import Overloaded, Unloaded
-from app.storage.artifacts import LocalArtifactStore
+from app.storage.store import ArtifactStore
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -96,7 +96,7 @@ async def predict(
 
 
 async def answer(
-    body: PredictRequest, model: Servable, store: LocalArtifactStore, settings: Settings, catalog: Catalog, serving: Any
+    body: PredictRequest, model: Servable, store: ArtifactStore, settings: Settings, catalog: Catalog, serving: Any
 ) -> PredictResponse:
     """The predict route's work, which `predict` times."""
     check_inputs(body, settings)
