@@ -8,6 +8,7 @@ from app.storage.store import build_store
 from tests.e2e.conftest import Service
 from tests.e2e.test_service_flow import submit, upload
 from tests.utils.data import as_csv, sentiment
+from tests.utils.services import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -150,7 +151,8 @@ def test_a_paused_job_stops_every_rank_and_resumes_from_its_checkpoint(faults, f
     assert job["progress"]["total_steps"] == 20 * STEPS_PER_EPOCH
     kinds = [event["kind"] for event in events_of(service, job_id)]
     assert [kinds.count(kind) for kind in ("paused", "resumed", "distributed", "succeeded")] == [1, 1, 2, 1]
-    assert service.models_of(job_id) == [job["model_id"]] and not checkpoint.exists()
+    assert service.models_of(job_id) == [job["model_id"]]
+    wait_for(lambda: not checkpoint.exists(), timeout=30)  # removed just after the job's end is committed
 
 
 @pytest.mark.sqlite_only
