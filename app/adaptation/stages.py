@@ -134,7 +134,7 @@ def masked_lm_stage(
             optimizer.zero_grad(set_to_none=True)
             losses.append(loss.detach())
             step += 1
-            if time.monotonic() - last_report >= progress_interval:
+            if step % len(train) == 0 or time.monotonic() - last_report >= progress_interval:  # an epoch's end, too
                 last_report = time.monotonic()
                 mean = torch.stack(losses).mean().item()
                 losses.clear()

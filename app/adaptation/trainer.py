@@ -135,7 +135,8 @@ class Trainer:
                 if loss is not None:  # the progress loss is the main task's
                     loss_sum += loss
                     loss_steps += 1
-                if time.monotonic() - self._last_report >= self.progress_interval:
+                # An epoch's last step is always reported, so the last report is the job's end.
+                if done == per_epoch or time.monotonic() - self._last_report >= self.progress_interval:
                     mean_loss = (loss_sum / loss_steps).item() if loss_steps else None
                     loss_sum, loss_steps = torch.zeros((), device=self.device), 0
                     self._report(epoch, outcome.steps, total_steps, mean_loss, scheduler.get_last_lr()[-1])

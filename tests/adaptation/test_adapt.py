@@ -150,14 +150,14 @@ def test_validation_fraction_zero_trains_every_row_and_keeps_the_last_epoch(task
 
 
 class Recorder(SilentCallbacks):
-    def __init__(self, stop_after: int | None = None) -> None:
+    def __init__(self, stop_after: int | None = None, epochs: int = 3) -> None:
         self.steps: list[int] = []
         self.events: list[str] = []
-        self.stop_after = stop_after
+        self.stop_after, self.epochs = stop_after, epochs
 
     def on_progress(self, progress):
         self.steps.append(progress.step)
-        assert progress.total_steps == 3 * 19 and 0 < progress.fraction <= 1
+        assert progress.total_steps == self.epochs * 19 and 0 < progress.fraction <= 1
 
     def on_event(self, kind, message, data):
         self.events.append(kind)
@@ -175,6 +175,24 @@ def test_progress_is_reported_and_increases(task, tiny_model_dir):
     assert recorder.events == ["training_started", "phase", "evaluated", "evaluated", "evaluated"]
 
 
+def test_every_epochs_last_step_is_reported_however_long_the_interval(task, tiny_model_dir):
+    # A short job finishes inside one progress interval; its last report must still be its end, or
+    # a watcher is left reading "epoch 2/3" for a finished job.
+    recorder = EpochRecorder()
+    adapt(spec(), task, tiny_model_dir, recorder, progress_interval=60)
+    assert recorder.reports == [(1, 19), (2, 38), (3, 57)]
+
+
+class EpochRecorder(Recorder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reports: list[tuple[int, int]] = []
+
+    def on_progress(self, progress):
+        super().on_progress(progress)
+        self.reports.append((progress.epoch, progress.step))
+
+
 def test_should_stop_cancels_between_steps(task, tiny_model_dir):
     recorder = Recorder(stop_after=5)
     with pytest.raises(Cancelled, match="stopped at step 5 of 57"):
@@ -182,7 +200,7 @@ def test_should_stop_cancels_between_steps(task, tiny_model_dir):
 
 
 def test_early_stopping_stops_after_patience(task, tiny_model_dir):
-    recorder = Recorder()
+    recorder = Recorder(epochs=10)
     result = adapt(
         spec(learning_rate=0.5, epochs=10, early_stopping_patience=1, seed=2),
         task,
