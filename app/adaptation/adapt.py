@@ -9,7 +9,6 @@ DistributedDataParallel; rank 0 reports, tests the kept model and returns the re
 
 from __future__ import annotations
 
-import resource
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,9 +22,10 @@ from app.adaptation.artifact import save_classifier
 from app.adaptation.callbacks import Callbacks, SilentCallbacks
 from app.adaptation.checkpoint import Checkpoints
 from app.adaptation.data import LabeledTexts, TaskData
-from app.adaptation.distributed import check_distributable, current_world, main_only
+from app.adaptation.distributed import check_distributable, current_world, main_only, total_over_ranks
 from app.adaptation.inference import predict_proba
 from app.adaptation.labels import InvalidTaskData, check_labels, split_validation
+from app.adaptation.memory import MemoryWindow
 from app.adaptation.model import TextClassifier, count_parameters, load_pretrained_encoder
 from app.adaptation.multitask import sampled_tasks
 from app.adaptation.objectives import ObjectiveContext, build_objectives
@@ -107,6 +107,7 @@ def adapt(
     task = TASKS.get(spec.task)(labels, spec.threshold)
     seed_everything(spec.training.seed)
     device = pick_device()
+    memory = MemoryWindow(device)  # this job's peak, not the pool process's lifetime one
     if device.type == "cuda":
         allow_tf32()  # the fp32 products that autocast leaves (and all of a `precision: fp32` job)
     encoder, tokenizer = load_base(base_model_path)
@@ -183,7 +184,7 @@ def adapt(
         **signal_metrics(spec, stage_reports, outcome),
     }
     if not world.is_main:  # a replica of rank 0's model, which rank 0 alone tests and saves
-        peak = _peak_memory(device)
+        peak = total_over_ranks(world, memory.peak(), device)  # rank 0 joins after testing
         return AdaptationResult(
             model.cpu(), tokenizer, labels, metrics, None, trainable, total, train_seconds, peak, main=False
         )
@@ -194,8 +195,9 @@ def adapt(
         metrics["slices"] = {
             name: slices_of(spec, model, tokenizer, part, task) for name, part in parts.items() if part
         }
+    peak = total_over_ranks(world, memory.peak(), device)  # a job of N processes used all N
     return AdaptationResult(
-        model.cpu(), tokenizer, labels, metrics, task.threshold, trainable, total, train_seconds, _peak_memory(device)
+        model.cpu(), tokenizer, labels, metrics, task.threshold, trainable, total, train_seconds, peak
     )
 
 
@@ -280,12 +282,6 @@ def merge_outcomes(first: TrainOutcome, then: TrainOutcome) -> TrainOutcome:
             k: first.task_steps.get(k, 0) + then.task_steps.get(k, 0) for k in first.task_steps | then.task_steps
         },
     )
-
-
-def _peak_memory(device: torch.device) -> int:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device)
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
 def save_result(result: AdaptationResult, spec: JobSpec, directory: Path) -> int:

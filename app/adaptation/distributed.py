@@ -190,6 +190,16 @@ def from_main(world: World, compute: Callable[[], T]) -> T:
     return box[0]
 
 
+def total_over_ranks(world: World, value: int, device: torch.device) -> int:
+    """The sum of `value` over every rank: a collective, so every rank calls it once, at the same
+    point of its run (NCCL reduces tensors on the GPU, gloo on the CPU)."""
+    if not world.distributed:
+        return value
+    tensor = torch.tensor([value], dtype=torch.int64, device=device if world.backend == "nccl" else "cpu")
+    dist.all_reduce(tensor)
+    return int(tensor.item())
+
+
 class Agreement:
     """Stop and pause requests, which only rank 0 receives, made every rank's at the same steps."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import resource
 import time
 from pathlib import Path
 
@@ -197,7 +198,7 @@ def keep(directory: Path, name: str, result, callbacks: Recorder | None = None, 
     weights = {k: v.contiguous() for k, v in result.model.state_dict().items()}
     save_file(weights, directory / f"{name}.safetensors")
     seen = {"events": callbacks.events, "progress": callbacks.progress} if callbacks else {}
-    report = {"metrics": result.metrics, "main": result.main, **seen, **extra}
+    report = {"metrics": result.metrics, "main": result.main, "peak": result.peak_memory_bytes, **seen, **extra}
     (directory / f"{name}.json").write_text(json.dumps(report, default=str))
 
 
@@ -216,6 +217,7 @@ def _train(rank: int, model_dir: Path, out: Path) -> None:
     result = adapt(
         spec(), DATA, model_dir, callbacks, progress_interval=0.0, checkpoints=Checkpoints(out / f"c{rank}", 4)
     )
+    own_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # this rank's, since adapt began
     refused = None
     if result.main:
         save_result(result, spec(), out / "model")
@@ -224,7 +226,7 @@ def _train(rank: int, model_dir: Path, out: Path) -> None:
             save_result(result, spec(), out / f"model-{rank}")
         refused = str(error.value)
     written = sorted(p.name for p in (out / f"c{rank}").glob("*"))  # a folder per rank: only rank 0 writes
-    keep(out, f"rank{rank}", result, callbacks, refused=refused, checkpoints=written)
+    keep(out, f"rank{rank}", result, callbacks, refused=refused, checkpoints=written, own_peak=own_peak)
 
 
 @pytest.fixture(scope="module")
@@ -287,6 +289,9 @@ def test_rank_0_alone_reports_and_saves(two_ranks):
     # One model, from rank 0; the other rank's save is refused and it writes no checkpoint.
     assert report1["refused"] and not (two_ranks / "model-1").exists()
     assert report0["checkpoints"] and report1["checkpoints"] == []
+    # The job's memory is both processes': each rank reports the sum of the ranks' own peaks.
+    assert report0["peak"] == report1["peak"]
+    assert report0["peak"] == pytest.approx(report0["own_peak"] + report1["own_peak"], rel=0.02)
     weights, _ = read(two_ranks, "rank0")
     saved = load_classifier(two_ranks / "model").model.state_dict()
     assert_identical(saved, {k: v for k, v in weights.items() if k in saved})
