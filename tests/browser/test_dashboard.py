@@ -109,6 +109,25 @@ def test_the_jobs_table_lists_every_job_with_its_status_recipe_and_scores(logged
     assert logged_in.page.evaluate("location.hash") == f"#/jobs/{jobs[0]['id']}"
 
 
+def test_only_confusion_cells_that_hold_examples_are_tinted(logged_in: Tab):
+    # The component itself, on a matrix with empty cells on and off the diagonal: an empty cell off
+    # it is no error and must not read as one.
+    tints = logged_in.page.evaluate(
+        """async () => {
+            const { confusionMatrix } = await import("/ui/static/js/components/confusion_matrix.js");
+            const table = confusionMatrix({ labels: ["a", "b", "c"], matrix: [[5, 0, 1], [0, 0, 2], [0, 3, 4]] });
+            document.querySelector("main").append(table);
+            const cells = [...table.querySelectorAll("td.cm-cell")];
+            const tints = cells.map(c => [Number(c.dataset.count), getComputedStyle(c).backgroundColor]);
+            table.remove();
+            return tints;
+        }"""
+    )
+    assert [count for count, _ in tints] == [5, 0, 1, 0, 0, 2, 0, 3, 4]
+    for count, color in tints:
+        assert (color != "rgba(0, 0, 0, 0)") == (count > 0), (count, color)
+
+
 def test_the_job_page_draws_the_jobs_own_curves_phases_matrix_and_events(logged_in: Tab, live: LiveService):
     job = live.jobs["fine_tuning"]
     metrics = job["metrics"]

@@ -5,6 +5,10 @@ import { h } from "../dom.js";
 export function confusionMatrix({ labels, matrix }) {
   const largest = Math.max(1, ...matrix.flat());
   const cell = (count, hit) => {
+    if (count === 0) {
+      // Untinted: an empty cell off the diagonal is no error, and one on it is no hit.
+      return h("td", { class: "cm-cell cm-empty", dataset: { count: "0" } }, "0");
+    }
     const heat = count / largest;
     return h(
       "td",
