@@ -4,6 +4,7 @@ THAW_API_KEY, or the file `thaw login` writes)."""
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -52,5 +53,39 @@ for command in (service.migrate, service.serve, service.worker, service.run):
     cli.command()(command)
 
 
+CONNECTION_OPTIONS = ("--url", "--key")
+
+
+def hoist_connection_options(args: list[str]) -> list[str]:
+    """`--url` and `--key` belong to the root command, but people write them after the subcommand
+    too (`thaw jobs list --url ...`), as most command lines allow: move them to the front. Not for
+    `login`, whose own --url and --key are what it saves, nor past a `--`."""
+    if _command_of(args) == "login":
+        return args
+    hoisted, rest, i = [], [], 0
+    while i < len(args):
+        name = args[i].split("=", 1)[0]
+        if args[i] == "--":
+            rest += args[i:]
+            break
+        taken = 1 if name not in CONNECTION_OPTIONS else (1 if "=" in args[i] else 2)
+        (hoisted if name in CONNECTION_OPTIONS else rest).extend(args[i : i + taken])
+        i += taken
+    return hoisted + rest
+
+
+def _command_of(args: list[str]) -> str | None:
+    """The subcommand's name: the first word that is neither a root option nor its value."""
+    i = 0
+    while i < len(args):
+        if args[i] in CONNECTION_OPTIONS:
+            i += 2
+        elif args[i].startswith("-"):
+            i += 1
+        else:
+            return args[i]
+    return None
+
+
 def main() -> None:
-    cli()
+    cli(args=hoist_connection_options(sys.argv[1:]), prog_name="thaw")

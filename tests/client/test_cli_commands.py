@@ -6,7 +6,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from app.cli import cli
+from app.cli import cli, hoist_connection_options
 from tests.utils.data import as_csv, sentiment
 from tests.utils.services import free_port, new_key
 
@@ -109,3 +109,29 @@ def test_no_service_says_so(monkeypatch, tmp_path):
     monkeypatch.setenv("THAW_CONFIG", str(tmp_path / "none.toml"))
     result = CliRunner().invoke(cli, ["--url", f"http://127.0.0.1:{free_port()}", "--key", "k", "jobs", "list"])
     assert result.exit_code == 1 and "error: no answer from http://127.0.0.1:" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("written", "parsed"),
+    [
+        (["jobs", "list", "--url", "U", "--key", "K"], ["--url", "U", "--key", "K", "jobs", "list"]),
+        (["predict", "M", "a text", "--key=K"], ["--key=K", "predict", "M", "a text"]),
+        (["--url", "U", "jobs", "get", "J", "--key", "K"], ["--url", "U", "--key", "K", "jobs", "get", "J"]),
+        (["predict", "M", "--", "--url", "x"], ["predict", "M", "--", "--url", "x"]),  # texts, after --
+        (["login", "--url", "U", "--key", "K"], ["login", "--url", "U", "--key", "K"]),  # login's own
+        (["--url", "U", "login", "--key", "K"], ["--url", "U", "login", "--key", "K"]),
+    ],
+)
+def test_url_and_key_may_follow_the_subcommand(written, parsed):
+    assert hoist_connection_options(written) == parsed
+
+
+def test_a_command_with_url_and_key_after_it_reaches_the_service(api_url, client_settings, monkeypatch, tmp_path):
+    monkeypatch.setenv("THAW_CONFIG", str(tmp_path / "none.toml"))  # nothing else to find them in
+    monkeypatch.delenv("THAW_URL", raising=False)
+    monkeypatch.delenv("THAW_API_KEY", raising=False)
+    key = new_key(client_settings, "acme")
+    args = hoist_connection_options(["datasets", "list", "--json", "--url", api_url, "--key", key])
+    listed = CliRunner().invoke(cli, args)
+    assert listed.exit_code == 0, listed.output
+    assert json.loads(listed.stdout)["total"] == 0
