@@ -64,12 +64,16 @@ def hoist_connection_options(args: list[str]) -> list[str]:
         return args
     hoisted, rest, i = [], [], 0
     while i < len(args):
-        name = args[i].split("=", 1)[0]
-        if args[i] == "--":
+        arg = args[i]
+        if arg == "--":
             rest += args[i:]
             break
-        taken = 1 if name not in CONNECTION_OPTIONS else (1 if "=" in args[i] else 2)
-        (hoisted if name in CONNECTION_OPTIONS else rest).extend(args[i : i + taken])
+        if arg.split("=", 1)[0] in CONNECTION_OPTIONS:
+            taken = 1 if "=" in arg else 2  # --url=U, or --url U
+            hoisted += args[i : i + taken]
+        else:
+            taken = 1
+            rest.append(arg)
         i += taken
     return hoisted + rest
 
