@@ -130,22 +130,33 @@ def _close_sql_session(channel: Any) -> None:
 
 
 class QueueDepthCollector:
-    """`thaw_queue_depth` (omitted when the broker does not answer) and `thaw_broker_up`."""
+    """`thaw_queue_depth` (every route's queues together) and `thaw_route_queue_depth{queue}` (each
+    queue), omitted when the broker does not answer; and `thaw_broker_up`."""
 
-    def __init__(self, celery: Celery, queue: str, timeout: float = 2.0) -> None:
-        self.celery, self.queue, self.timeout = celery, queue, timeout
+    def __init__(self, celery: Celery, queues: list[str], timeout: float = 2.0) -> None:
+        self.celery, self.queues, self.timeout = celery, queues, timeout
 
     def collect(self) -> Iterator[Metric]:
         try:
-            depth = waiting_messages(self.celery, self.queue, self.timeout)
+            depths = {queue: waiting_messages(self.celery, queue, self.timeout) for queue in self.queues}
         except Exception as error:  # noqa: BLE001 - any failure means "broker unreachable"
             log.warning("metrics: the broker is unreachable, queue depth skipped: %s", error)
             yield GaugeMetricFamily("thaw_broker_up", "1 when the broker answered this scrape, else 0.", value=0)
             return
         yield GaugeMetricFamily("thaw_broker_up", "1 when the broker answered this scrape, else 0.", value=1)
         yield GaugeMetricFamily(
-            "thaw_queue_depth", "Training jobs waiting in the broker's queue for a worker.", value=depth
+            "thaw_queue_depth",
+            "Training jobs waiting in the broker for a worker, in every route's queue.",
+            value=sum(depths.values()),
         )
+        by_queue = GaugeMetricFamily(
+            "thaw_route_queue_depth",
+            "Training jobs waiting in each route's queue (cpu, gpu, GPU classes; .xN for N GPUs).",
+            labels=["queue"],
+        )
+        for queue, depth in depths.items():
+            by_queue.add_metric([queue], depth)
+        yield by_queue
 
 
 # ---- the model cache ---------------------------------------------------------------------------------

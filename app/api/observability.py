@@ -17,7 +17,9 @@ from prometheus_client import CollectorRegistry, Histogram, ProcessCollector, ge
 
 from app.api.collectors import JobsCollector, ModelCacheCollector, QueueDepthCollector
 from app.config import Settings
+from app.schemas.spec import MAX_JOB_GPUS
 from app.services.errors import InvalidInput, RateLimited
+from app.services.routing import every_queue
 
 PREDICT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_TEXT_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
@@ -90,7 +92,8 @@ def build_metrics(settings: Settings, celery: Celery, model_cache: Callable[[], 
         registry=registry,
     )
     registry.register(JobsCollector(settings.resolved_database_url))
-    registry.register(QueueDepthCollector(celery, settings.queue))
+    queues = every_queue(settings.queue, settings.gpu_classes, MAX_JOB_GPUS)
+    registry.register(QueueDepthCollector(celery, queues))
     registry.register(ModelCacheCollector(model_cache))
     ProcessCollector(registry=registry)  # the API process's memory, CPU and open files
     return Metrics(registry, predict_seconds, batch_texts, batch_requests)

@@ -194,10 +194,15 @@ class OptimizationConfig(Strict):
     max_grad_norm: float | None = Field(1.0, gt=0, description="Gradient clipping; null for none.")
 
 
+MAX_JOB_GPUS = 8  # on one node
+
+
 class Compute(Strict):
     """What the job needs to train: it decides the queue (cpu, gpu, or a GPU class) and the processes."""
 
-    gpus: int = Field(0, ge=0, le=8, description="GPUs on one node; 2 or more train with DistributedDataParallel.")
+    gpus: int = Field(
+        0, ge=0, le=MAX_JOB_GPUS, description="GPUs on one node; 2 or more train with DistributedDataParallel."
+    )
     gpu_class: str | None = Field(
         None,
         pattern=r"^[a-z0-9][a-z0-9-]{0,39}$",

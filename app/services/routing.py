@@ -38,6 +38,15 @@ def job_queue(settings_queue: str, compute: Compute) -> str:
     return queue_name(settings_queue, compute.route, compute.gpus)
 
 
+def every_queue(settings_queue: str, gpu_classes: list[str], max_gpus: int) -> list[str]:
+    """Every queue a job can be sent to: the cpu route's, and each GPU route's for 1 to `max_gpus`
+    GPUs (thaw, thaw.gpu, thaw.gpu.x2, ..., thaw.a100, thaw.a100.x2, ...)."""
+    gpu_routes = [GPU, *gpu_classes]
+    return [settings_queue] + [
+        queue_name(settings_queue, route, gpus) for route in gpu_routes for gpus in range(1, max_gpus + 1)
+    ]
+
+
 def unknown_routes(routes: list[str], gpu_classes: list[str]) -> list[str]:
     """The routes that are neither `cpu`, `gpu` nor one of the operator's GPU classes."""
     return [route for route in routes if route not in BUILT_IN_ROUTES and route not in gpu_classes]

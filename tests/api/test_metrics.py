@@ -96,18 +96,31 @@ def test_jobs_by_status_and_job_durations_count_every_tenants_jobs(client, setti
     assert value(samples, "thaw_job_queue_seconds_bucket", le="300.0") == 3
 
 
-def test_queue_depth_is_the_messages_waiting_on_the_broker(client, settings):
-    celery = client.app.state.celery
-    assert value(scrape(client), "thaw_queue_depth") == 0
-    try:
-        for number in range(3):
-            celery.send_task(TRAIN_TASK, args=[f"job_{number}"], queue=settings.queue)
-        samples = scrape(client)
-        assert value(samples, "thaw_queue_depth") == 3
-        assert value(samples, "thaw_broker_up") == 1
-    finally:
-        with celery.connection_for_write() as connection:
-            connection.default_channel.queue_purge(settings.queue)
+def test_queue_depth_is_the_messages_waiting_on_the_broker_in_every_routes_queue(settings):
+    settings = settings.model_copy(update={"gpu_classes": ["a100"]})
+    waiting = {
+        settings.queue: 3,
+        f"{settings.queue}.gpu": 2,
+        f"{settings.queue}.a100": 1,
+        f"{settings.queue}.gpu.x2": 1,
+    }
+    with TestClient(create_app(settings)) as client:
+        celery = client.app.state.celery
+        assert value(scrape(client), "thaw_queue_depth") == 0
+        try:
+            for queue, count in waiting.items():
+                for number in range(count):
+                    celery.send_task(TRAIN_TASK, args=[f"job_{number}"], queue=queue)
+            samples = scrape(client)
+            assert value(samples, "thaw_queue_depth") == 7  # GPU jobs wait too, not only the cpu route's
+            for queue, count in waiting.items():
+                assert value(samples, "thaw_route_queue_depth", queue=queue) == count
+            assert value(samples, "thaw_route_queue_depth", queue=f"{settings.queue}.a100.x8") == 0
+            assert value(samples, "thaw_broker_up") == 1
+        finally:
+            with celery.connection_for_write() as connection:
+                for queue in waiting:
+                    connection.default_channel.queue_purge(queue)
 
 
 def test_an_unreachable_broker_costs_the_queue_depth_not_the_scrape(tmp_path, tiny_model_dir):
