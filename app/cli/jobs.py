@@ -12,6 +12,7 @@ import yaml
 from app.cli.connection import api
 from app.cli.output import JsonFlag, fields, percent, print_json, table
 from app.cli.watch import watch as watch_job
+from app.client import Thaw
 from app.schemas.recipes import deep_merge
 from app.schemas.resources import JobPublic
 
@@ -47,7 +48,11 @@ def spec_from(spec_file: Path | None, flags: dict[str, Any], assignments: list[s
     """The file, then the flags that were given, then each --set, in that order."""
     spec = read_spec(spec_file) if spec_file else {}
     data = {name: flags.pop(name) for name in ("train", "validation", "test") if flags.get(name) is not None}
-    training = {name: flags.pop(name) for name in ("epochs", "learning_rate", "batch_size", "seed") if flags.get(name)}
+    training = {
+        name: flags.pop(name)
+        for name in ("epochs", "learning_rate", "batch_size", "seed")
+        if flags.get(name) is not None  # 0 is a value: --seed 0
+    }
     layer: dict[str, Any] = {key: value for key, value in flags.items() if value is not None}
     layer |= {"data": data} if data else {}
     layer |= {"training": training} if training else {}
@@ -98,22 +103,26 @@ def create(
     spec = spec_from(spec_file, flags, set_ or [])
     with api() as thaw:
         created = thaw.create_job(spec)
-        if as_json and not watch:
-            return print_json(created)
-        typer.echo(created.id)
-        if watch:
-            finish(watch_job(thaw, created.id), as_json)
+        if not watch:
+            return print_json(created) if as_json else typer.echo(created.id)
+        typer.echo(created.id, err=as_json)  # with --json, stdout holds one document: the finished job
+        follow(thaw, created.id, as_json)
 
 
 @jobs.command("watch")
 def watch(job_id: str, as_json: JsonFlag = False) -> None:
     """A live progress bar until the job ends (exit 0 if it succeeded). Ctrl-C leaves the job running."""
     with api() as thaw:
-        try:
-            job = watch_job(thaw, job_id)
-        except KeyboardInterrupt:
-            typer.echo(f"\nstopped watching; {job_id} goes on (thaw jobs cancel {job_id} stops it)", err=True)
-            raise typer.Exit(130) from None
+        follow(thaw, job_id, as_json)
+
+
+def follow(thaw: Thaw, job_id: str, as_json: bool) -> None:
+    """The bar (on stderr) until the job ends, then its card or JSON; Ctrl-C stops only the watching."""
+    try:
+        job = watch_job(thaw, job_id)
+    except KeyboardInterrupt:
+        typer.echo(f"\nstopped watching; {job_id} goes on (thaw jobs cancel {job_id} stops it)", err=True)
+        raise typer.Exit(130) from None
     finish(job, as_json)
 
 

@@ -1,10 +1,13 @@
 """`thaw jobs watch`: a live progress bar (stage, epoch, step, loss, validation metric, ETA) until
-the job ends. Watching is read-only: Ctrl-C stops the watching, never the job."""
+the job ends. Watching is read-only: Ctrl-C stops the watching, never the job. The bar goes to
+stderr, as `thaw experiments` reports its progress: stdout holds only the result (the job's card,
+or its JSON with --json)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from app.client import Thaw
@@ -19,7 +22,8 @@ def latest_evaluation(thaw: Thaw, job_id: str) -> dict[str, Any] | None:
 
 def describe(job: JobPublic, evaluation: dict[str, Any] | None) -> dict[str, str]:
     progress = job.progress or {}
-    stage = progress.get("stage") or job.status
+    # Training: its stage. Otherwise the status says more (paused, queued again after a lost worker).
+    stage = (progress.get("stage") or job.status) if job.status == "running" else job.status
     epoch = f"epoch {progress['epoch']}/{progress['epochs']}" if progress.get("epochs") else ""
     loss = f"loss {progress['loss']:.4f}" if progress.get("loss") is not None else ""
     metric = f"val acc {evaluation['accuracy']:.3f}" if evaluation and "accuracy" in evaluation else ""
@@ -43,7 +47,7 @@ def watch(thaw: Thaw, job_id: str, poll_seconds: float = 1.0) -> JobPublic:
         TextColumn("{task.fields[numbers]}"),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, transient=False) as bar:
+    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
         task = bar.add_task(job_id, total=None, what="queued", numbers="")
 
         def update(job: JobPublic) -> None:

@@ -2,11 +2,15 @@
 a refusal shown as the API's message with exit code 1."""
 
 import json
+import threading
+import time
 
 import pytest
 from typer.testing import CliRunner
 
 from app.cli import cli, hoist_connection_options
+from app.cli.watch import describe
+from app.schemas.resources import JobPublic
 from tests.utils.data import as_csv, sentiment
 from tests.utils.services import free_port, new_key
 
@@ -135,3 +139,41 @@ def test_a_command_with_url_and_key_after_it_reaches_the_service(api_url, client
     listed = CliRunner().invoke(cli, args)
     assert listed.exit_code == 0, listed.output
     assert json.loads(listed.stdout)["total"] == 0
+
+
+def test_seed_0_is_a_value_not_a_missing_flag(run, train_csv, tmp_path):
+    train = json.loads(run("datasets", "upload", str(train_csv), "--label-field", "label", "--json").stdout)["id"]
+    spec = tmp_path / "job.yaml"
+    spec.write_text(f"base_model: tiny-bert\ndata:\n  train: {train}\ntraining:\n  seed: 7\n")
+    created = run("jobs", "create", "--spec", str(spec), "--seed", "0")
+    assert created.exit_code == 0, created.output
+    job = json.loads(run("jobs", "get", created.stdout.strip(), "--json").stdout)
+    assert job["spec"]["training"]["seed"] == 0
+
+
+def test_create_watch_json_prints_one_json_document_the_bar_goes_to_stderr(run, train_csv, thaw):
+    train = json.loads(run("datasets", "upload", str(train_csv), "--label-field", "label", "--json").stdout)["id"]
+
+    def cancel_once_queued() -> None:  # no worker here: the job ends by being cancelled
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            queued = thaw.jobs(status="queued").items
+            if queued:
+                thaw.cancel_job(queued[0].id)
+                return
+            time.sleep(0.1)
+
+    canceller = threading.Thread(target=cancel_once_queued)
+    canceller.start()
+    watched = run("jobs", "create", "--train", train, "--base-model", "tiny-bert", "--watch", "--json")
+    canceller.join()
+    assert watched.exit_code == 1  # it did not succeed
+    job = json.loads(watched.stdout)  # the whole of stdout: the finished job, nothing else
+    assert job["status"] == "cancelled" and job["id"] in watched.stderr
+
+
+def test_the_bar_names_a_paused_or_requeued_jobs_status_not_its_last_stage():
+    progress = {"stage": "train", "epoch": 2, "epochs": 3, "step": 40, "total_steps": 60, "loss": 0.5}
+    for status, shown in (("running", "train"), ("paused", "paused"), ("queued", "queued")):
+        described = describe(JobPublic.model_construct(status=status, progress=progress), None)
+        assert described["what"] == f"{shown} epoch 2/3"
