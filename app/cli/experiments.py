@@ -15,7 +15,11 @@ from app.schemas.resources import ExperimentPublic
 experiments = typer.Typer(help="Several recipes x seeds on one dataset pair, as one leaderboard.", no_args_is_help=True)
 
 
+METRIC_NAMES = {"accuracy": "accuracy", "micro_f1": "micro-F1"}
+
+
 def leaderboard(experiment: ExperimentPublic) -> None:
+    ranked_by = next((row.ranked_by for row in experiment.leaderboard if row.ranked_by), "accuracy")
     rows = []
     for row in experiment.leaderboard:
         metrics = {name: spread.model_dump() for name, spread in row.metrics.items()}
@@ -23,7 +27,7 @@ def leaderboard(experiment: ExperimentPublic) -> None:
             (
                 row.variant,
                 f"{row.finished}/{row.runs}",
-                mean_std(metrics.get("accuracy") or metrics.get("micro_f1")),
+                mean_std(metrics.get(row.ranked_by or ranked_by)),
                 mean_std(metrics.get("macro_f1")),
                 mean_std(row.train_seconds.model_dump() if row.train_seconds else None, lambda v: f"{v:.1f}"),
                 size(row.trainable_params),
@@ -32,7 +36,7 @@ def leaderboard(experiment: ExperimentPublic) -> None:
         )
     on = experiment.leaderboard[0].evaluated_on if experiment.leaderboard else "test"
     title = f"{experiment.name} ({experiment.id}): {experiment.status}, {on} metrics (%), mean ± sd over seeds"
-    columns = ["variant", "done", "accuracy", "macro-F1", "train s", "trainable", "peak memory"]
+    columns = ["variant", "done", METRIC_NAMES[ranked_by], "macro-F1", "train s", "trainable", "peak memory"]
     table(title, columns, rows)
 
 

@@ -148,6 +148,11 @@ class LeaderboardRow(Public):
     failed: int
     evaluated_on: str = Field(description="test when every finished run has test metrics, else validation.")
     metrics: dict[str, Spread] = Field(description="accuracy, macro_f1 (micro_f1 for multi-label) over the runs.")
+    ranked_by: str | None = Field(
+        None,
+        description="The metric the leaderboard ranks by: micro_f1 for multi-label runs (their accuracy is subset "
+        "accuracy), else accuracy; None before a run finishes.",
+    )
     train_seconds: Spread | None
     trainable_params: int | None
     total_params: int | None

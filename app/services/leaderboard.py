@@ -11,6 +11,12 @@ from app.db.models import Job, Model
 METRICS = ("accuracy", "macro_f1", "micro_f1")
 
 
+def ranking_metric(metrics: dict[str, Any]) -> str | None:
+    """What a variant is ranked by: micro-F1 where the runs are multi-label (their `accuracy` is
+    subset accuracy, every label of an example right), else accuracy."""
+    return next((name for name in ("micro_f1", "accuracy") if metrics.get(name)), None)
+
+
 def spread(values: Sequence[float]) -> dict[str, Any] | None:
     """Mean, sample standard deviation (None for a single run) and the values themselves."""
     if not values:
@@ -30,6 +36,11 @@ def row(variant: str, jobs: Sequence[Job], models: dict[str, Model]) -> dict[str
     scored = [job.metrics["test"] if part == "test" else job.metrics for job in done]
     kept = [models[job.model_id] for job in done if job.model_id in models]
     memory = [m.peak_memory_bytes for m in kept if m.peak_memory_bytes is not None]
+    metrics = {
+        name: spread([m[name] for m in scored])
+        for name in METRICS
+        if scored and all(m.get(name) is not None for m in scored)
+    }
     return {
         "variant": variant,
         "recipe": jobs[0].spec.get("recipe") if jobs else None,
@@ -37,11 +48,8 @@ def row(variant: str, jobs: Sequence[Job], models: dict[str, Model]) -> dict[str
         "finished": len(done),
         "failed": sum(job.status == "failed" for job in jobs),
         "evaluated_on": part,
-        "metrics": {
-            name: spread([m[name] for m in scored])
-            for name in METRICS
-            if scored and all(m.get(name) is not None for m in scored)
-        },
+        "metrics": metrics,
+        "ranked_by": ranking_metric(metrics),
         "train_seconds": spread([job.train_seconds for job in done if job.train_seconds is not None]),
         # The same for every seed of a variant: the spec decides what trains.
         "trainable_params": kept[0].trainable_params if kept else None,
@@ -56,8 +64,7 @@ def leaderboard(variants: dict[str, list[Job]], models: dict[str, Model]) -> lis
     rows = [row(name, jobs, models) for name, jobs in variants.items()]
 
     def score(entry: dict[str, Any]) -> float:
-        metrics = entry["metrics"]
-        main = metrics.get("accuracy") or metrics.get("micro_f1")
-        return main["mean"] if main else float("-inf")
+        ranked_by = entry["ranked_by"]
+        return entry["metrics"][ranked_by]["mean"] if ranked_by else float("-inf")
 
     return sorted(rows, key=score, reverse=True)

@@ -112,10 +112,10 @@ def test_cancel_cancels_the_unfinished_runs(client, headers, datasets):
     assert [run["status"] for run in cancelled["runs"]] == ["cancelled", "cancelled"]
 
 
-def finish(settings, job_id, *, accuracy, macro_f1, seconds, trainable, peak, test=True):
+def finish(settings, job_id, *, accuracy, macro_f1, seconds, trainable, peak, test=True, micro_f1=None):
     """What the worker writes when a job succeeds (the worker itself is exercised end to end in
     tests/e2e/test_cli_walkthrough.py; here the numbers must be known to check the arithmetic)."""
-    scores = {"accuracy": accuracy, "macro_f1": macro_f1}
+    scores = {"accuracy": accuracy, "macro_f1": macro_f1, **({"micro_f1": micro_f1} if micro_f1 is not None else {})}
     metrics = {"accuracy": 0.5, "macro_f1": 0.5, **({"test": scores} if test else scores)}
     with session_scope(settings.resolved_database_url) as session:
         model = Model(
@@ -160,7 +160,7 @@ def test_the_leaderboard_is_each_variants_mean_and_spread_best_first(client, hea
     first, second = board["leaderboard"]
     assert first["variant"] == "fine_tuning" and second["variant"] == "feature_extraction"
     assert (first["runs"], first["finished"]) == (3, 2) and (second["runs"], second["finished"]) == (3, 3)
-    assert first["evaluated_on"] == "test"
+    assert first["evaluated_on"] == "test" and first["ranked_by"] == second["ranked_by"] == "accuracy"
     assert first["metrics"]["accuracy"]["mean"] == pytest.approx(0.85)
     assert first["metrics"]["accuracy"]["std"] == pytest.approx(statistics.stdev([0.9, 0.8]))
     assert first["metrics"]["macro_f1"]["values"] == pytest.approx([0.8, 0.7])
@@ -179,3 +179,16 @@ def test_without_test_data_the_board_reads_the_validation_metrics(client, header
     (row,) = client.get(f"/v1/experiments/{created['id']}", headers=headers).json()["leaderboard"]
     assert row["evaluated_on"] == "validation" and row["metrics"]["accuracy"]["values"] == [0.6]
     assert row["metrics"]["accuracy"]["std"] is None and row["peak_memory_bytes"] is None
+
+
+def test_multi_label_variants_are_ranked_by_micro_f1_not_subset_accuracy(client, headers, datasets, settings):
+    # A multi-label report's accuracy is subset accuracy (every label of an example right): a variant
+    # can be the better tagger by micro-F1 and still get fewer examples wholly right.
+    body = experiment(datasets, recipes=["fine_tuning", "adapters"], seeds=1)
+    created = client.post("/v1/experiments", headers=headers, json=body).json()
+    runs = {r["variant"]: r["job_id"] for r in created["runs"]}
+    finish(settings, runs["fine_tuning"], accuracy=0.40, micro_f1=0.90, macro_f1=0.8, seconds=1, trainable=1, peak=1)
+    finish(settings, runs["adapters"], accuracy=0.45, micro_f1=0.60, macro_f1=0.5, seconds=1, trainable=1, peak=1)
+    board = client.get(f"/v1/experiments/{created['id']}", headers=headers).json()["leaderboard"]
+    assert [row["variant"] for row in board] == ["fine_tuning", "adapters"]
+    assert [row["ranked_by"] for row in board] == ["micro_f1", "micro_f1"]

@@ -15,14 +15,20 @@ function secondsSpread(spread) {
   return spread.std == null ? seconds(spread.mean) : `${seconds(spread.mean)} ± ${seconds(spread.std)}`;
 }
 
+// What the leaderboard ranked by: micro-F1 for multi-label runs (their accuracy is subset accuracy).
+const METRIC_NAMES = { accuracy: "accuracy", micro_f1: "micro-F1" };
+const rankedBy = (rows) => rows.find((r) => r.ranked_by)?.ranked_by ?? "accuracy";
+const score = (row, metric) => row.metrics?.[row.ranked_by ?? metric];
+
 function leaderboard(rows) {
+  const metric = rankedBy(rows);
   return table(
     [
       { title: "#", cell: (r) => String(r.rank), class: "num" },
       { title: "variant", cell: (r) => r.variant },
       { title: "recipe", cell: (r) => r.recipe },
       { title: "runs done", cell: (r) => `${r.finished} / ${r.runs}`, class: "num" },
-      { title: "accuracy", cell: (r) => meanStd(r.metrics?.accuracy), class: "num" },
+      { title: METRIC_NAMES[metric], cell: (r) => meanStd(score(r, metric)), class: "num" },
       { title: "macro-F1", cell: (r) => meanStd(r.metrics?.macro_f1), class: "num" },
       { title: "on", cell: (r) => r.evaluated_on ?? "—" },
       { title: "train time", cell: (r) => secondsSpread(r.train_seconds), class: "num" },
@@ -47,10 +53,11 @@ function runs(items) {
   );
 }
 
-// The accuracy the leaderboard ranked by: test where the variants were tested, else validation.
+// The metric the leaderboard ranked by: test where the variants were tested, else validation.
 function accuracyTitle(rows) {
   const on = new Set(rows.map((r) => r.evaluated_on).filter(Boolean));
-  return on.size === 1 ? `${[...on][0]} accuracy (mean)` : "accuracy (mean)";
+  const name = METRIC_NAMES[rankedBy(rows)];
+  return on.size === 1 ? `${[...on][0]} ${name} (mean)` : `${name} (mean)`;
 }
 
 export async function render(root, { params, scope }) {
@@ -67,7 +74,7 @@ export async function render(root, { params, scope }) {
     const rows = experiment.leaderboard ?? [];
     const points = rows.map((r) => ({
       label: r.variant,
-      accuracy: r.metrics?.accuracy?.mean,
+      accuracy: score(r, rankedBy(rows))?.mean,
       trainSeconds: r.train_seconds?.mean,
       trainableParams: r.trainable_params,
     }));

@@ -14,6 +14,11 @@ function notAvailable(error) {
 }
 
 const best = (experiment) => experiment.leaderboard?.[0];
+// The metric it was ranked by: micro-F1 for multi-label runs (their accuracy is subset accuracy).
+const bestScore = (row) =>
+  row.ranked_by === "micro_f1"
+    ? `micro-F1 ${meanStd(row.metrics?.micro_f1)}`
+    : `accuracy ${meanStd(row.metrics?.accuracy)}`;
 
 function runsDone({ runs = [] }) {
   return `${runs.filter((r) => FINISHED.has(r.status)).length} / ${runs.length}`;
@@ -37,7 +42,7 @@ export async function render(root) {
     { title: "runs done", cell: runsDone, class: "num" },
     {
       title: "best variant",
-      cell: (x) => (best(x) ? `${best(x).variant} (accuracy ${meanStd(best(x).metrics?.accuracy)})` : "—"),
+      cell: (x) => (best(x) ? `${best(x).variant} (${bestScore(best(x))})` : "—"),
     },
     { title: "created", cell: (x) => dateTime(x.created_at), class: "nowrap" },
   ];
