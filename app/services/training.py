@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, literal, update
+from sqlalchemy import func, literal, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from app.adaptation import Cancelled, Checkpoints, LabeledTexts, Paused, Progress, TaskData, adapt, load_classifier
@@ -216,11 +216,15 @@ def _run_job(settings: Settings, job_id: str, placement: dict[str, Any] | None =
         log.info("job %s is not queued; nothing to do", job_id)
         return
     spec, attempt = claimed.spec, claimed.attempt
-    store = build_store(settings)
-    checkpoints = Checkpoints(store.checkpoint_dir(job_id), settings.checkpoint_every_steps)
+    checkpoints: Checkpoints | None = None
     ended = False
     with Heartbeat(url, job_id, attempt, settings.heartbeat_interval_seconds):
         try:
+            # Inside the claim's try: a store that cannot be built (a bad URL, a missing package) fails
+            # the job with the reason, instead of leaving it `running` for the sweeper.
+            store = build_store(settings)
+            remove_ended_checkpoints(url, store)
+            checkpoints = Checkpoints(store.checkpoint_dir(job_id), settings.checkpoint_every_steps)
             if spec.compute.world_size > 1:
                 ended = run_distributed(settings, job_id, attempt, spec)
             else:
@@ -230,8 +234,23 @@ def _run_job(settings: Settings, job_id: str, placement: dict[str, Any] | None =
             log.exception("job %s failed", job_id)
             reason = f"{type(error).__name__}: {error}"
             ended = finish(url, job_id, attempt, "failed", reason, traceback.format_exc(limit=-8))
-    if ended:  # under this attempt's claim: nobody will resume it
+    if ended and checkpoints is not None:  # under this attempt's claim: nobody will resume it
         checkpoints.clear()
+
+
+def remove_ended_checkpoints(url: str, store: ArtifactStore) -> None:
+    """Checkpoints stay on the node that trained, but a job can end elsewhere: cancelled while paused
+    (the API removes only its own node's), failed by the sweeper, or resumed and finished by another
+    worker. So before it trains, a worker removes what it holds of jobs that have ended (or are gone)."""
+    held = store.checkpoint_jobs()
+    if not held:
+        return
+    with session_scope(url) as session:
+        unfinished = set(session.scalars(select(Job.id).where(Job.id.in_(held), Job.status.not_in(FINISHED))))
+    for job_id in held:
+        if job_id not in unfinished:
+            log.info("removing the checkpoints of job %s, which has ended", job_id)
+            store.delete_checkpoints(job_id)
 
 
 def train(

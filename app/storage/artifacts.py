@@ -44,6 +44,9 @@ class LocalArtifactStore:
     def delete_checkpoints(self, job_id: str) -> None:
         shutil.rmtree(self.checkpoint_dir(job_id), ignore_errors=True)
 
+    def checkpoint_jobs(self) -> list[str]:
+        return held_checkpoints(self.root / "checkpoints")
+
     def write_dataset(self, dataset_id: str, rows: Iterable[dict[str, str]]) -> None:
         path = self.dataset_path(dataset_id)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -100,3 +103,8 @@ class LocalArtifactStore:
 
 def _checksum_path(dataset_path: Path) -> Path:
     return dataset_path.with_suffix(".sha256")
+
+
+def held_checkpoints(root: Path) -> list[str]:
+    """The job ids that have a checkpoint folder under `root`."""
+    return sorted(entry.name for entry in root.iterdir() if entry.is_dir()) if root.is_dir() else []

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from app.storage.artifacts import MANIFEST, CorruptArtifact, sha256_of
+from app.storage.artifacts import MANIFEST, CorruptArtifact, held_checkpoints, sha256_of
 from app.storage.node_cache import PARTIAL, NodeCache
 
 if TYPE_CHECKING:
@@ -193,6 +193,9 @@ class ObjectArtifactStore:
     def delete_checkpoints(self, job_id: str) -> None:
         """This node's checkpoints of the job (those on other nodes are theirs to remove)."""
         shutil.rmtree(self.checkpoint_dir(job_id), ignore_errors=True)
+
+    def checkpoint_jobs(self) -> list[str]:
+        return held_checkpoints(self.checkpoint_root)
 
     # ---- object names -------------------------------------------------------------------------
 

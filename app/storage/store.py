@@ -62,6 +62,10 @@ class ArtifactStore(Protocol):
 
     def delete_checkpoints(self, job_id: str) -> None: ...
 
+    def checkpoint_jobs(self) -> list[str]:
+        """The jobs this node holds checkpoints of."""
+        ...
+
 
 def build_store(settings: Settings) -> ArtifactStore:
     """The local folder, or with `artifacts_url` object storage read through this node's cache."""

@@ -10,7 +10,7 @@ from sqlalchemy import update
 from app.db.models import Job, utcnow
 from app.db.session import session_scope
 from app.services.sweeper import sweep
-from app.services.training import JobCallbacks, claim, finish
+from app.services.training import JobCallbacks, claim, finish, remove_ended_checkpoints, run_job
 from app.storage.artifacts import LocalArtifactStore
 from tests.utils.data import as_csv, sentiment
 
@@ -141,3 +141,34 @@ def test_when_the_queue_is_down_a_lost_job_waits_for_the_next_sweep(client, head
     assert client.get(f"/v1/jobs/{job_id}", headers=headers).json()["status"] == "running"
     enqueue = Recorded()
     assert run_sweep(settings, enqueue).requeued == [job_id] and enqueue.ids == [job_id]
+
+
+def new_job(client, headers) -> str:
+    train = client.post("/v1/datasets", headers=headers, files={"file": ("t.csv", as_csv(sentiment(40)))}).json()
+    spec = {"base_model": "tiny-bert", "data": {"train": train["id"]}}
+    return client.post("/v1/jobs", headers=headers, json=spec).json()["id"]
+
+
+def test_a_worker_removes_the_checkpoints_it_holds_of_jobs_that_ended_elsewhere(client, headers, settings, tmp_path):
+    # A worker's own node, as under object storage: the API cannot reach its checkpoints, so a job
+    # cancelled while paused, failed by the sweeper or finished on another worker leaves them here.
+    node = LocalArtifactStore(tmp_path / "worker-node")
+    states = {"cancelled": "cancelled", "failed": "failed", "succeeded": "succeeded", "paused": "paused"}
+    states |= {"running": "running", "queued": "queued"}
+    jobs = {name: new_job(client, headers) for name in states}
+    for name, status in states.items():
+        set_row(settings, jobs[name], status=status)
+    for job in [*jobs.values(), "job_deleted_since"]:
+        node.checkpoint_dir(job).mkdir(parents=True)
+        (node.checkpoint_dir(job) / "LATEST").write_text("step-000000004")
+    remove_ended_checkpoints(settings.resolved_database_url, node)
+    # What may still go on from its checkpoint stays: paused, running (another process), queued again.
+    assert node.checkpoint_jobs() == sorted(jobs[name] for name in ("paused", "running", "queued"))
+
+
+def test_a_worker_whose_store_cannot_be_built_fails_the_job_with_the_reason(client, headers, job_id, settings):
+    broken = settings.model_copy(update={"artifacts_url": "nosuchscheme://bucket/thaw"})
+    run_job(broken, job_id)
+    job = client.get(f"/v1/jobs/{job_id}", headers=headers).json()
+    assert job["status"] == "failed" and job["attempts"] == 1  # not left `running` for the sweeper
+    assert "nosuchscheme" in job["error"], job["error"]

@@ -170,3 +170,14 @@ def test_checkpoints_stay_on_the_node(tmp_path, object_storage, prefix):
 def backdate(path: Path, seconds: float) -> None:
     then = time.time() - seconds
     os.utime(path, (then, then))
+
+
+def test_checkpoints_stay_on_the_node_and_it_lists_the_jobs_it_holds(tmp_path, object_storage, prefix):
+    store = node(tmp_path, object_storage, prefix, "worker")
+    assert store.checkpoint_jobs() == []
+    for job_id in ("job_b", "job_a"):
+        store.checkpoint_dir(job_id).mkdir(parents=True)
+    assert store.checkpoint_jobs() == ["job_a", "job_b"]
+    assert object_storage.keys(prefix) == []  # nothing of them in the bucket
+    store.delete_checkpoints("job_a")
+    assert store.checkpoint_jobs() == ["job_b"]
