@@ -50,12 +50,15 @@ def wants_event_stream(request: Request) -> bool:
     return any(part.split(";")[0].strip().lower() == MEDIA_TYPE for part in accepted.split(","))
 
 
+MAX_EVENT_ID = 2**63 - 1  # a BIGINT: past it, the database cannot even compare
+
+
 def last_event_id(request: Request) -> int:
     """The id the stream resumes after (`Last-Event-ID`); 0 without one: from the first event."""
     value = request.headers.get("last-event-id", "").strip()
     if not value:
         return 0
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()) or int(value) > MAX_EVENT_ID:  # '²' is a digit to isdigit
         raise InvalidInput(f"Last-Event-ID: {value!r} is not an event id")
     return int(value)
 

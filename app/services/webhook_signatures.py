@@ -38,8 +38,9 @@ def verify(
         return False
     if abs((time.time() if now is None else now) - timestamp) > tolerance:
         return False
-    expected = sign(secret, timestamp, raw)
-    return any(hmac.compare_digest(expected, candidate) for candidate in parts.get("v1", []))
+    expected = sign(secret, timestamp, raw).encode()
+    # Bytes, not str: compare_digest refuses a str with non-ASCII characters (a forged header's).
+    return any(hmac.compare_digest(expected, candidate.encode()) for candidate in parts.get("v1", []))
 
 
 # ---- what is sent ---------------------------------------------------------------------------------

@@ -139,6 +139,10 @@ def test_errors_come_before_the_stream_as_json(client, settings, headers, other_
     assert client.get(path, headers=STREAM).status_code == 401
     bad_resume = client.get(path, headers={**headers, **STREAM, "Last-Event-ID": "soon"})
     assert bad_resume.status_code == 422 and "Last-Event-ID" in bad_resume.json()["detail"]
+    beyond_any_id = client.get(path, headers={**headers, **STREAM, "Last-Event-ID": "9" * 23})  # past a BIGINT
+    assert beyond_any_id.status_code == 422 and "Last-Event-ID" in beyond_any_id.json()["detail"]
+    superscript = client.get(path, headers={**headers, **STREAM, "Last-Event-ID": "²".encode("latin-1")})
+    assert superscript.status_code == 422 and "Last-Event-ID" in superscript.json()["detail"]
     as_json = client.get(path, headers=headers)  # without the Accept header: the JSON list, as ever
     assert as_json.headers["content-type"] == "application/json"
     assert [e["kind"] for e in as_json.json()["items"]] == ["queued"]

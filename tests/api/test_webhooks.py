@@ -150,6 +150,7 @@ def test_verify_refuses_a_tampered_body_a_wrong_secret_and_an_old_timestamp(
     assert not verify(SECRET, signature_header(SECRET, old, post.body), post.body)  # validly signed, too old
     assert not verify(SECRET, "v1=" + post.signature()[1], post.body)  # no timestamp
     assert not verify(SECRET, "", post.body)
+    assert not verify(SECRET, f"t={timestamp},v1=é", post.body)  # a forged non-ASCII value is refused, not a crash
 
 
 def test_failures_are_retried_with_doubling_backoff(api, headers, hooked, train_id, http):
