@@ -24,10 +24,11 @@ class Connection:
     @classmethod
     def resolve(cls, url: str | None = None, key: str | None = None) -> Connection:
         saved = read_config(config_path())
-        return cls(
-            url=(url or os.environ.get("THAW_URL") or saved.get("url") or DEFAULT_URL).rstrip("/"),
-            key=key or os.environ.get("THAW_API_KEY") or saved.get("key"),
-        )
+        saved_url = (saved.get("url") or DEFAULT_URL).rstrip("/")
+        resolved = (url or os.environ.get("THAW_URL") or saved_url).rstrip("/")
+        # The saved key is the saved service's: never sent to another URL that was named instead.
+        saved_key = saved.get("key") if resolved == saved_url else None
+        return cls(url=resolved, key=key or os.environ.get("THAW_API_KEY") or saved_key)
 
 
 def read_config(path: Path) -> dict[str, str]:

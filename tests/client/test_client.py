@@ -142,3 +142,14 @@ def test_follow_events_streams_the_jobs_events_then_its_end(thaw, train):
     assert [kind for kind, _ in thaw.follow_events(created.id, after=ids[0])] == ["cancelled", "end"]
     with pytest.raises(NotFound):
         list(thaw.follow_events("job_nope"))
+
+
+def test_the_saved_key_is_sent_only_to_the_saved_service(tmp_path, monkeypatch):
+    monkeypatch.setenv("THAW_CONFIG", str(tmp_path / "config.toml"))
+    monkeypatch.delenv("THAW_URL", raising=False)
+    monkeypatch.delenv("THAW_API_KEY", raising=False)
+    write_config(tmp_path / "config.toml", "http://saved:1", "saved-key")
+    assert Connection.resolve("http://saved:1/") == Connection("http://saved:1", "saved-key")
+    assert Connection.resolve("http://elsewhere:9") == Connection("http://elsewhere:9", None)
+    monkeypatch.setenv("THAW_URL", "http://elsewhere:9")
+    assert Connection.resolve().key is None
