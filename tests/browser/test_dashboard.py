@@ -128,6 +128,20 @@ def test_only_confusion_cells_that_hold_examples_are_tinted(logged_in: Tab):
         assert (color != "rgba(0, 0, 0, 0)") == (count > 0), (count, color)
 
 
+def test_small_shares_read_as_what_they_are_and_a_malformed_address_is_no_page(logged_in: Tab):
+    shares, route = logged_in.page.evaluate(
+        """async () => {
+            const { share } = await import("/ui/static/js/format.js");
+            const { resolve } = await import("/ui/static/js/router.js");
+            // a linear head on MiniLM, LoRA, adapters, everything, a held-out fraction with float noise
+            const shares = [0.000102, 0.0049, 0.0262, 1, 0.15000000000000002, 0].map(share);
+            return [shares, resolve("#/jobs/%E0")];
+        }"""
+    )
+    assert shares == ["0.01%", "0.49%", "2.6%", "100%", "15%", "0%"]
+    assert route is None
+
+
 def test_the_job_page_draws_the_jobs_own_curves_phases_matrix_and_events(logged_in: Tab, live: LiveService):
     job = live.jobs["fine_tuning"]
     metrics = job["metrics"]
@@ -175,7 +189,19 @@ def test_the_model_page_predicts_what_the_api_predicts_and_shows_its_errors_verb
     logged_in.page.click(f"table.models a[href='#/models/{model_id}']")
     logged_in.page.wait_for_selector("#predict-form")
     facts = logged_in.page.inner_text(".facts")
-    assert f"{card['trainable_params']:,} of {card['total_params']:,}" in facts and "tiny-bert" in facts
+    assert f"{card['trainable_params']:,} of {card['total_params']:,} (100%)" in facts and "tiny-bert" in facts
+    # A frozen encoder trains a sliver of the weights: its share reads as that, never "0%".
+    frozen = live.get(f"/v1/models/{live.jobs['experiment feature_extraction']['model_id']}")
+    logged_in.page.evaluate(f"location.hash = '#/models/{frozen['id']}'")
+    logged_in.page.wait_for_selector(f"h1 >> text={frozen['id']}")
+    percent = 100 * frozen["trainable_params"] / frozen["total_params"]
+    assert percent < 10
+    share = f"{float(f'{percent:.2g}'):g}%"
+    assert f"{frozen['trainable_params']:,} of {frozen['total_params']:,} ({share})" in logged_in.page.inner_text(
+        ".facts"
+    )
+    logged_in.page.evaluate(f"location.hash = '#/models/{model_id}'")
+    logged_in.page.wait_for_selector(f"h1 >> text={model_id}")
 
     texts = ["what a wonderful and lovely film", "the plot was dreadful and the acting awful"]
     logged_in.page.fill("#predict-inputs", "\n".join(texts))

@@ -41,5 +41,13 @@ export const learningRate = (value) => (value == null ? MISSING : Number(value).
 
 export const percent = (fraction) => (fraction == null ? MISSING : `${Math.round(Number(fraction) * 100)}%`);
 
+// A share that may be tiny (trainable parameters: 0.01% for a linear head on MiniLM): whole percents
+// from 10%, two significant digits below, so it never reads "0%" for something that trains.
+export function share(fraction) {
+  if (fraction == null) return MISSING;
+  const value = Number(fraction) * 100;
+  return `${value >= 10 || value === 0 ? Math.round(value) : Number(value.toPrecision(2))}%`;
+}
+
 // Ids are long; tables show their tail, which is what differs between them.
 export const shortId = (id) => (id && id.length > 14 ? `…${id.slice(-10)}` : id);

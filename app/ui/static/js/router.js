@@ -24,8 +24,13 @@ function matches(pattern, segments) {
   if (parts.length !== segments.length) return null;
   const params = {};
   for (const [i, part] of parts.entries()) {
-    if (part.startsWith(":")) params[part.slice(1)] = decodeURIComponent(segments[i]);
-    else if (part !== segments[i]) return null;
+    if (part.startsWith(":")) {
+      try {
+        params[part.slice(1)] = decodeURIComponent(segments[i]);
+      } catch {
+        return null; // a malformed address (#/jobs/%E0) is no page, not an error mid-navigation
+      }
+    } else if (part !== segments[i]) return null;
   }
   return params;
 }

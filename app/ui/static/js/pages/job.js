@@ -2,7 +2,7 @@
 // final metrics and the event log. Polled while the job can still change.
 import { api } from "../api.js";
 import { errorBox, facts, h, link, section } from "../dom.js";
-import { dateTime, integer, learningRate, seconds } from "../format.js";
+import { dateTime, integer, learningRate, seconds, share } from "../format.js";
 import { eventLog } from "../components/event_log.js";
 import { LearningCurves } from "../components/learning_curves.js";
 import { metricsReport } from "../components/metrics_report.js";
@@ -33,7 +33,7 @@ function specSummary(spec) {
     ["train data", data.train],
     [
       "validation",
-      data.validation ?? (data.validation_fraction ? `${data.validation_fraction * 100}% of train held out` : "none"),
+      data.validation ?? (data.validation_fraction ? `${share(data.validation_fraction)} of train held out` : "none"),
     ],
     ["test data", data.test],
     ["trains", optimization.train],

@@ -1,17 +1,17 @@
 // One model: its card, its metrics, and a box to try predictions on texts typed in.
 import { api } from "../api.js";
 import { errorBox, facts, h, link, section, table } from "../dom.js";
-import { bytes, dateTime, integer, metric, percent, seconds } from "../format.js";
+import { bytes, dateTime, integer, metric, seconds, share } from "../format.js";
 import { metricsReport } from "../components/metrics_report.js";
 
 function card(model) {
-  const share = model.total_params ? ` (${percent(model.trainable_params / model.total_params)})` : "";
+  const trained = model.total_params ? ` (${share(model.trainable_params / model.total_params)})` : "";
   return facts([
     ["base model", model.base_model],
     ["recipe", model.spec?.recipe],
     ["job", link(`#/jobs/${model.job_id}`, model.job_id)],
     ["labels", model.labels.join(", ")],
-    ["trainable params", `${integer(model.trainable_params)} of ${integer(model.total_params)}${share}`],
+    ["trainable params", `${integer(model.trainable_params)} of ${integer(model.total_params)}${trained}`],
     ["artifact size", bytes(model.artifact_bytes)],
     ["peak memory", bytes(model.peak_memory_bytes)],
     ["training time", seconds(model.train_seconds)],
