@@ -141,10 +141,13 @@ class ObjectArtifactStore:
         Raises CorruptArtifact when the object store's files do not match their checksums, or the
         model was never published whole (no manifest)."""
         directory = self.model_dir(model_id)
+        # Used now, before the check: eviction (another thread or process) skips a copy in use, so the
+        # copy checked here is still there when the caller reads it.
+        self.cache.touch(directory)
         if not _matches_manifest(directory):
             self.cache.remove_model(model_id)
             self._fetch_model(model_id)
-        self.cache.touch(directory)
+            self.cache.touch(directory)
 
     def delete_model(self, model_id: str) -> None:
         # The manifest first: from then on no node fetches a half-deleted model.

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from app.config import Settings
+from app.storage import object_store
 from app.storage.artifacts import MANIFEST, CorruptArtifact, LocalArtifactStore
 from app.storage.object_store import ObjectArtifactStore
 from app.storage.store import ArtifactStore, build_store
@@ -181,3 +182,21 @@ def test_checkpoints_stay_on_the_node_and_it_lists_the_jobs_it_holds(tmp_path, o
     assert object_storage.keys(prefix) == []  # nothing of them in the bucket
     store.delete_checkpoints("job_a")
     assert store.checkpoint_jobs() == ["job_b"]
+
+
+def test_a_copy_being_checked_is_not_evicted_under_the_reader(tmp_path, object_storage, prefix, monkeypatch):
+    publish(node(tmp_path, object_storage, prefix, "a"), "mdl_1")
+    replica = node(tmp_path, object_storage, prefix, "b", artifact_cache_bytes=1)  # over budget at once
+    replica.verify_model("mdl_1")
+    directory = replica.model_dir("mdl_1")
+    backdate(directory, 3600)  # unused for an hour: the first copy to go when eviction runs
+    checked = object_store._matches_manifest
+
+    def evicted_just_after_the_check(folder: Path) -> bool:
+        matches = checked(folder)
+        replica.cache.evict_over_budget(keep=tmp_path / "another-copy")  # another reader's eviction
+        return matches
+
+    monkeypatch.setattr(object_store, "_matches_manifest", evicted_just_after_the_check)
+    replica.verify_model("mdl_1")
+    assert (directory / "model.safetensors").is_file()  # still there for the caller to read
