@@ -77,7 +77,10 @@ def read_run(directory: Path) -> Run:
 
 def write_failure(directory: Path, rank: int, world_size: int, reason: str, detail: str, at: float) -> None:
     report = {"rank": rank, "world_size": world_size, "reason": reason, "detail": detail, "at": at}
-    (directory / FAILURES / f"rank-{rank}.json").write_text(json.dumps(report))
+    # Whole or not at all: torchrun may stop a rank mid-write, and a half report would hide the cause.
+    partial = directory / FAILURES / f"rank-{rank}.partial"
+    partial.write_text(json.dumps(report))
+    os.replace(partial, directory / FAILURES / f"rank-{rank}.json")
 
 
 def first_failure(directory: Path) -> dict[str, Any] | None:

@@ -76,7 +76,8 @@ class JobCallbacks:
 
     def on_event(self, kind: str, message: str, data: dict[str, Any]) -> None:
         with _tolerant(f"event {kind}"), session_scope(self.url) as session:
-            add_event(session, self.job_id, kind, message, data)
+            if session.scalar(select(Job.id).where(*held_by(self.job_id, self.attempt))) is not None:
+                add_event(session, self.job_id, kind, message, data)  # a lost attempt adds nothing
 
     def should_stop(self) -> bool:
         """Cancelled, or no longer this attempt's job."""

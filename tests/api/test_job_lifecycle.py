@@ -116,6 +116,10 @@ def test_a_job_whose_heartbeat_stopped_is_queued_again_and_a_live_one_is_not(cli
     assert JobCallbacks(url, job_id, attempt=2).should_stop() is False
     assert finish(url, job_id, 1, "failed", "boom", "late") is False
     assert client.get(f"/v1/jobs/{job_id}", headers=headers).json()["status"] == "running"
+    JobCallbacks(url, job_id, attempt=1).on_event("evaluated", "epoch 1 of the lost attempt", {})
+    JobCallbacks(url, job_id, attempt=2).on_event("evaluated", "epoch 1 of the live attempt", {})
+    events = client.get(f"/v1/jobs/{job_id}/events", headers=headers).json()["items"]
+    assert [e["message"] for e in events if e["kind"] == "evaluated"] == ["epoch 1 of the live attempt"]
 
 
 def test_a_job_out_of_attempts_fails_with_the_reason_and_loses_its_checkpoint(client, headers, job_id, settings):
