@@ -7,9 +7,7 @@ frees a large block (the earlier, bigger job), then trains a small job.
 from __future__ import annotations
 
 import resource
-import sys
 
-import pytest
 import torch
 
 from app.adaptation import TaskData, adapt
@@ -19,8 +17,6 @@ from tests.utils.data import sentiment
 
 MB = 1024 * 1024
 BLOCK = 400 * MB
-
-pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the resident high-water mark is Linux's")
 
 
 def lifetime_peak() -> int:

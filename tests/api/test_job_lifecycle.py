@@ -17,9 +17,7 @@ from tests.utils.data import as_csv, sentiment
 
 @pytest.fixture
 def job_id(client, headers):
-    train = client.post("/v1/datasets", headers=headers, files={"file": ("t.csv", as_csv(sentiment(40)))}).json()
-    spec = {"base_model": "tiny-bert", "data": {"train": train["id"]}}
-    return client.post("/v1/jobs", headers=headers, json=spec).json()["id"]
+    return new_job(client, headers)
 
 
 def set_row(settings, job_id, **values):
