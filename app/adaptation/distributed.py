@@ -190,6 +190,12 @@ def from_main(world: World, compute: Callable[[], T]) -> T:
     return box[0]
 
 
+def wait_for_every_rank(world: World) -> None:
+    """Return once every rank has got here (a barrier)."""
+    if world.distributed:
+        dist.barrier()
+
+
 def total_over_ranks(world: World, value: int, device: torch.device) -> int:
     """The sum of `value` over every rank: a collective, so every rank calls it once, at the same
     point of its run (NCCL reduces tensors on the GPU, gloo on the CPU)."""

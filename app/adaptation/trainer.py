@@ -114,7 +114,12 @@ class Trainer:
         curve = LossCurve(total_steps)
         self._started = self._last_report = time.monotonic()
         first_epoch, skip = 1, 0
-        saved = checkpoints.load() if checkpoints is not None else None
+        saved = None
+        if checkpoints is not None:
+            # Rank 0 alone writes checkpoints, and a run that paused ended on its ranks while it was
+            # still writing the last one: no rank reads before every rank (rank 0 too) is here.
+            distributed.wait_for_every_rank(self.world)
+            saved = checkpoints.load()
         if saved is not None:
             first_epoch, skip = self._restore(saved, optimizer, scheduler, rng, outcome)
         for epoch in range(first_epoch, cfg.epochs + 1):

@@ -313,10 +313,19 @@ def test_stop_and_pause_reach_every_rank_at_the_same_step_and_a_pause_resumes_ex
     assert_identical(first, unbroken)  # dropout is seeded per step and rank, the rest is in the checkpoint
 
 
+class SlowToWrite(Checkpoints):
+    """Checkpoints written on a slow disk: the pause's checkpoint is still being written when the
+    other rank, which writes none, has left the paused run and started the next."""
+
+    def save(self, state, step):
+        time.sleep(2)
+        return super().save(state, step)
+
+
 def _interrupt(rank: int, model_dir: Path, out: Path) -> None:
     """Rank 0's callbacks ask to pause, the run goes on from the checkpoint, then another run is stopped."""
     outcomes = {}
-    paused = Checkpoints(out / "paused", 4)
+    paused = SlowToWrite(out / "paused", 4)  # rank 1 starts the next run well before rank 0 has saved
     try:
         adapt(spec(), DATA, model_dir, Recorder(after=2, ask="pause"), progress_interval=0.0, checkpoints=paused)
     except Paused as pause:
