@@ -325,11 +325,12 @@ class SlowToWrite(Checkpoints):
 def _interrupt(rank: int, model_dir: Path, out: Path) -> None:
     """Rank 0's callbacks ask to pause, the run goes on from the checkpoint, then another run is stopped."""
     outcomes = {}
-    paused = SlowToWrite(out / "paused", 4)  # rank 1 starts the next run well before rank 0 has saved
+    pausing = SlowToWrite(out / "paused", 4)  # rank 1 starts the next run well before rank 0 has saved
     try:
-        adapt(spec(), DATA, model_dir, Recorder(after=2, ask="pause"), progress_interval=0.0, checkpoints=paused)
+        adapt(spec(), DATA, model_dir, Recorder(after=2, ask="pause"), progress_interval=0.0, checkpoints=pausing)
     except Paused as pause:
         outcomes["pause"] = str(pause)
+    paused = Checkpoints(pausing.directory, pausing.every_steps)
     resumed = adapt(spec(), DATA, model_dir, Recorder(), progress_interval=0.0, checkpoints=paused)
     try:
         stopping = Checkpoints(out / "stopped", 4)
