@@ -116,8 +116,8 @@ class Trainer:
         first_epoch, skip = 1, 0
         saved = None
         if checkpoints is not None:
-            # Rank 0 alone writes checkpoints, and a run that paused ended on its ranks while it was
-            # still writing the last one: no rank reads before every rank (rank 0 too) is here.
+            # Rank 0 alone writes checkpoints, and after a pause it may still be writing the last one
+            # when another rank starts the next run: no rank reads until every rank is here.
             distributed.wait_for_every_rank(self.world)
             saved = checkpoints.load()
         if saved is not None:

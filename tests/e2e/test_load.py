@@ -94,8 +94,8 @@ def test_fifty_clients_for_a_while_get_no_server_error_and_memory_stays_flat(tmp
         for thread in threads:
             thread.start()
         # Warm-up is over once every client could have been answered a few times: the model is
-        # loaded and the pools are full. A fixed time is not enough: on a slow machine the first
-        # answers took 14 s, and memory measured before them grew by a third while flat after.
+        # loaded and the pools are full. A fixed time is not enough: on a slow machine predictions
+        # began after 12 s, and memory measured before them grew by a third while flat after.
         wait_for(lambda: answered() >= WARM_UP_ANSWERS, timeout=120)
         warm, warm_answers = rss_bytes(api.pid), answered()
         time.sleep(SECONDS)
