@@ -155,17 +155,18 @@ def test_a_worker_removes_the_checkpoints_it_holds_of_jobs_that_ended_elsewhere(
     # A worker's own node, as under object storage: the API cannot reach its checkpoints, so a job
     # cancelled while paused, failed by the sweeper or finished on another worker leaves them here.
     node = LocalArtifactStore(tmp_path / "worker-node")
-    states = {"cancelled": "cancelled", "failed": "failed", "succeeded": "succeeded", "paused": "paused"}
-    states |= {"running": "running", "queued": "queued"}
-    jobs = {name: new_job(client, headers) for name in states}
-    for name, status in states.items():
-        set_row(settings, jobs[name], status=status)
+    jobs = {
+        status: new_job(client, headers)
+        for status in ("cancelled", "failed", "succeeded", "paused", "running", "queued")
+    }
+    for status, job in jobs.items():
+        set_row(settings, job, status=status)
     for job in [*jobs.values(), "job_deleted_since"]:
         node.checkpoint_dir(job).mkdir(parents=True)
         (node.checkpoint_dir(job) / "LATEST").write_text("step-000000004")
     remove_ended_checkpoints(settings.resolved_database_url, node)
     # What may still go on from its checkpoint stays: paused, running (another process), queued again.
-    assert node.checkpoint_jobs() == sorted(jobs[name] for name in ("paused", "running", "queued"))
+    assert node.checkpoint_jobs() == sorted(jobs[status] for status in ("paused", "running", "queued"))
 
 
 def test_a_worker_whose_store_cannot_be_built_fails_the_job_with_the_reason(client, headers, job_id, settings):

@@ -253,11 +253,15 @@ def test_the_compare_page_puts_one_point_per_picked_job_on_the_tradeoff_charts(l
 
 def test_the_experiment_page_shows_the_leaderboard_and_one_point_per_variant(logged_in: Tab, live: LiveService):
     experiment = live.experiment
+    board = experiment["leaderboard"]
     logged_in.page.click("#nav a[data-section=experiments]")
+    logged_in.page.wait_for_selector("table.experiments tbody tr")
+    # The list names each experiment's best variant with the metric it was ranked by.
+    (listed,) = [row for row in rows_of(logged_in, "table.experiments") if row[0] == experiment["name"]]
+    assert listed[5] == f"{board[0]['variant']} (accuracy {mean_std(board[0]['metrics']['accuracy'])})"
     logged_in.page.click(f"table.experiments a[href='#/experiments/{experiment['id']}']")
     logged_in.page.wait_for_selector("table.leaderboard")
 
-    board = experiment["leaderboard"]
     shown = rows_of(logged_in, "table.leaderboard")
     assert [(row[1], row[4]) for row in shown] == [(r["variant"], mean_std(r["metrics"]["accuracy"])) for r in board]
     accuracy = [r["metrics"]["accuracy"]["mean"] for r in board]

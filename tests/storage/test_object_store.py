@@ -158,30 +158,23 @@ def test_deleting_removes_the_objects_and_this_nodes_copies(tmp_path, object_sto
     store.delete_dataset("ds_1")
 
 
-def test_checkpoints_stay_on_the_node(tmp_path, object_storage, prefix):
+def test_checkpoints_stay_on_the_node_which_lists_the_jobs_it_holds(tmp_path, object_storage, prefix):
     store = node(tmp_path, object_storage, prefix, "a")
+    assert store.checkpoint_jobs() == []
     directory = store.checkpoint_dir("job_1")
     assert directory == (tmp_path / "a" / "checkpoints" / "job_1").resolve()
-    directory.mkdir(parents=True)
+    for job_id in ("job_2", "job_1"):
+        store.checkpoint_dir(job_id).mkdir(parents=True)
     (directory / "state.json").write_text(json.dumps({"step": 1}))
+    assert store.checkpoint_jobs() == ["job_1", "job_2"]
+    assert object_storage.keys(prefix) == []  # nothing of them in the bucket
     store.delete_checkpoints("job_1")
-    assert not directory.exists() and object_storage.keys(prefix) == []
+    assert not directory.exists() and store.checkpoint_jobs() == ["job_2"] and object_storage.keys(prefix) == []
 
 
 def backdate(path: Path, seconds: float) -> None:
     then = time.time() - seconds
     os.utime(path, (then, then))
-
-
-def test_checkpoints_stay_on_the_node_and_it_lists_the_jobs_it_holds(tmp_path, object_storage, prefix):
-    store = node(tmp_path, object_storage, prefix, "worker")
-    assert store.checkpoint_jobs() == []
-    for job_id in ("job_b", "job_a"):
-        store.checkpoint_dir(job_id).mkdir(parents=True)
-    assert store.checkpoint_jobs() == ["job_a", "job_b"]
-    assert object_storage.keys(prefix) == []  # nothing of them in the bucket
-    store.delete_checkpoints("job_a")
-    assert store.checkpoint_jobs() == ["job_b"]
 
 
 def test_a_copy_being_checked_is_not_evicted_under_the_reader(tmp_path, object_storage, prefix, monkeypatch):

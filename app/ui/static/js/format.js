@@ -49,5 +49,9 @@ export function share(fraction) {
   return `${value >= 10 || value === 0 ? Math.round(value) : Number(value.toPrecision(2))}%`;
 }
 
+// The metrics a leaderboard ranks by (`ranked_by`): micro-F1 for multi-label runs, whose accuracy
+// is subset accuracy; accuracy otherwise.
+export const METRIC_NAMES = { accuracy: "accuracy", micro_f1: "micro-F1" };
+
 // Ids are long; tables show their tail, which is what differs between them.
 export const shortId = (id) => (id && id.length > 14 ? `…${id.slice(-10)}` : id);

@@ -2,7 +2,7 @@
 // per variant, and its runs. Polled while it runs.
 import { api } from "../api.js";
 import { errorBox, h, link, section, table } from "../dom.js";
-import { bytes, compact, dateTime, meanStd, seconds, shortId } from "../format.js";
+import { METRIC_NAMES, bytes, compact, dateTime, meanStd, seconds, shortId } from "../format.js";
 import { FINISHED, statusBadge } from "../components/status.js";
 import { tradeoffCharts } from "../components/tradeoff_charts.js";
 import { PageScope } from "../scope.js";
@@ -15,8 +15,7 @@ function secondsSpread(spread) {
   return spread.std == null ? seconds(spread.mean) : `${seconds(spread.mean)} ± ${seconds(spread.std)}`;
 }
 
-// What the leaderboard ranked by: micro-F1 for multi-label runs (their accuracy is subset accuracy).
-const METRIC_NAMES = { accuracy: "accuracy", micro_f1: "micro-F1" };
+// What the leaderboard ranked by (the rows agree; a row without runs done has none yet).
 const rankedBy = (rows) => rows.find((r) => r.ranked_by)?.ranked_by ?? "accuracy";
 const score = (row, metric) => row.metrics?.[row.ranked_by ?? metric];
 

@@ -1,7 +1,7 @@
 // Experiments: several variants of a job, each run over several seeds, ranked on a leaderboard.
 import { api } from "../api.js";
 import { h, link, table } from "../dom.js";
-import { dateTime, meanStd } from "../format.js";
+import { METRIC_NAMES, dateTime, meanStd } from "../format.js";
 import { FINISHED, statusBadge } from "../components/status.js";
 
 // A server without the experiments API answers 404 for the whole collection.
@@ -14,11 +14,11 @@ function notAvailable(error) {
 }
 
 const best = (experiment) => experiment.leaderboard?.[0];
-// The metric it was ranked by: micro-F1 for multi-label runs (their accuracy is subset accuracy).
-const bestScore = (row) =>
-  row.ranked_by === "micro_f1"
-    ? `micro-F1 ${meanStd(row.metrics?.micro_f1)}`
-    : `accuracy ${meanStd(row.metrics?.accuracy)}`;
+// The best variant's score in the metric it was ranked by.
+function bestScore(row) {
+  const metric = row.ranked_by ?? "accuracy";
+  return `${METRIC_NAMES[metric]} ${meanStd(row.metrics?.[metric])}`;
+}
 
 function runsDone({ runs = [] }) {
   return `${runs.filter((r) => FINISHED.has(r.status)).length} / ${runs.length}`;
