@@ -103,22 +103,27 @@ class JobsCollector:
 # ---- the broker ------------------------------------------------------------------------------------
 
 
-def waiting_messages(celery: Celery, queue: str, timeout: float) -> int:
-    """Messages waiting in `queue` on the broker (not those a worker has taken); raises if the broker
-    does not answer within about `timeout` seconds."""
+def waiting_messages(celery: Celery, queues: list[str], timeout: float) -> dict[str, int]:
+    """Messages waiting in each of `queues` on the broker (not those a worker has taken), read over
+    one connection; raises if the broker does not answer within about `timeout` seconds."""
     # Transport options are passed to the SQLAlchemy transport's create_engine: only Redis gets these.
     redis = celery.conf.broker_url.startswith(("redis://", "rediss://"))
     options = {"socket_timeout": timeout, "socket_connect_timeout": timeout} if redis else {}
     with celery.connection_for_read(connect_timeout=timeout, transport_options=options) as connection:
         connection.ensure_connection(max_retries=0)  # one try: a scrape must not wait out retries
-        channel = connection.channel()
-        try:
-            return channel.queue_declare(queue, passive=True).message_count
-        except ChannelError:  # no such queue (Redis deletes an empty one): nothing waits
-            return 0
-        finally:
-            _close_sql_session(channel)
-            channel.close()
+        return {queue: _waiting_in(connection, queue) for queue in queues}
+
+
+def _waiting_in(connection: Any, queue: str) -> int:
+    # A channel per queue: AMQP closes the channel on which a passive declare finds no queue.
+    channel = connection.channel()
+    try:
+        return channel.queue_declare(queue, passive=True).message_count
+    except ChannelError:  # no such queue (Redis deletes an empty one): nothing waits
+        return 0
+    finally:
+        _close_sql_session(channel)
+        channel.close()
 
 
 def _close_sql_session(channel: Any) -> None:
@@ -138,7 +143,7 @@ class QueueDepthCollector:
 
     def collect(self) -> Iterator[Metric]:
         try:
-            depths = {queue: waiting_messages(self.celery, queue, self.timeout) for queue in self.queues}
+            depths = waiting_messages(self.celery, self.queues, self.timeout)
         except Exception as error:  # noqa: BLE001 - any failure means "broker unreachable"
             log.warning("metrics: the broker is unreachable, queue depth skipped: %s", error)
             yield GaugeMetricFamily("thaw_broker_up", "1 when the broker answered this scrape, else 0.", value=0)

@@ -131,7 +131,8 @@ def depths(settings: Settings) -> dict[str, int]:
     queues = {route: queue_name(settings.queue, route) for route in ROUTED} | {
         "gpu.x2": queue_name(settings.queue, "gpu", 2)
     }
-    return {route: waiting_messages(celery, queue, timeout=5) for route, queue in queues.items()}
+    waiting = waiting_messages(celery, list(queues.values()), timeout=5)
+    return {route: waiting[queue] for route, queue in queues.items()}
 
 
 def submit(client, headers, compute: dict) -> str:
