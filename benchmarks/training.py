@@ -244,8 +244,8 @@ def resolved_precision(spec) -> str:
     """What `training.precision` means on this machine (auto is bf16 only where it is native)."""
     import torch
 
-    from app.adaptation.adapt import pick_device
     from app.adaptation.precision import resolve
+    from app.adaptation.single import pick_device
 
     precision = spec.training.precision
     if precision != "auto":

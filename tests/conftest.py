@@ -15,9 +15,11 @@ import pytest
 import redis
 from sqlalchemy import create_engine, text
 
+from app.client import Thaw
 from app.config import Settings
 from app.db.session import get_engine
-from tests.utils.services import migrate
+from tests.utils.live_api import live_api
+from tests.utils.services import migrate, new_key
 from tests.utils.tiny_model import build_tiny_bert
 
 PG_ADMIN_URL = os.environ.get("THAW_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -117,3 +119,25 @@ def settings(backend: str, tmp_path: Path, tiny_model_dir: Path, request: pytest
         request.getfixturevalue("postgres_url"),
         request.getfixturevalue("redis_server"),
     )
+
+
+# ---- a live API over real HTTP, for the client and the CLI (tests/client, tests/cli) ----
+
+
+@pytest.fixture
+def client_settings(tmp_path, tiny_model_dir) -> Settings:
+    """SQLite and the embedded broker (the defaults); both backends are covered by the API tests."""
+    settings = build_settings(tmp_path / "var", {"tiny-bert": tiny_model_dir})
+    return settings.model_copy(update={"max_upload_bytes": 20_000, "job_submissions_per_minute": 5})
+
+
+@pytest.fixture
+def api_url(client_settings) -> Iterator[str]:
+    with live_api(client_settings) as url:
+        yield url
+
+
+@pytest.fixture
+def thaw(api_url, client_settings) -> Iterator[Thaw]:
+    with Thaw(api_url, new_key(client_settings, "acme")) as client:
+        yield client

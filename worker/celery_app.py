@@ -1,53 +1,20 @@
-"""The Celery application. Only configuration lives here; the API sends tasks to it by name."""
+"""The worker's Celery application (`celery -A worker.celery_app worker`), configured by the queue
+contract (app/queue.py), and the signals that set up each pool process."""
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
 
 from billiard.process import current_process
-from celery import Celery, signals
+from celery import signals
 
-from app.config import Settings, get_settings
+from app.config import get_settings
 from app.logs import configure_logging
-from app.schemas.spec import Compute
-from app.services.routing import gpu_slices, job_queue
+from app.queue import make_celery
+from app.services.routing import gpu_slices
 
 log = logging.getLogger(__name__)
-
-TRAIN_TASK = "thaw.train"
-WEEK = 7 * 24 * 3600
-
-
-def make_celery(settings: Settings) -> Celery:
-    settings.var_dir.mkdir(parents=True, exist_ok=True)  # the embedded broker's SQLite file lives here
-    app = Celery("thaw", broker=settings.resolved_broker_url, include=["worker.tasks"])
-    app.conf.update(
-        task_default_queue=settings.queue,
-        task_ignore_result=True,
-        # Training runs long: take one job at a time, acknowledge only when it is done, and give a
-        # job back to the queue if the process running it dies.
-        worker_prefetch_multiplier=1,
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        broker_connection_retry_on_startup=True,
-        worker_hijack_root_logger=False,
-    )
-    if settings.resolved_broker_url.startswith(("redis://", "rediss://")):
-        # Redis redelivers an unacknowledged message after its visibility timeout while the first
-        # run still trains (celery#5935): make that longer than any job.
-        app.conf.broker_transport_options = {"visibility_timeout": WEEK}
-    return app
-
-
-def job_sender(celery: Celery, settings: Settings) -> Callable[[str, Compute], None]:
-    """Sends a job's id to the queue of its compute route (an Enqueue for app/services/jobs.py)."""
-
-    def enqueue(job_id: str, compute: Compute) -> None:
-        celery.send_task(TRAIN_TASK, args=[job_id], queue=job_queue(settings.queue, compute))
-
-    return enqueue
 
 
 @signals.worker_process_init.connect
@@ -79,4 +46,4 @@ def _configure_logging(**_kwargs: object) -> None:
     configure_logging(get_settings())
 
 
-celery_app = make_celery(get_settings())
+celery_app = make_celery(get_settings(), include=["worker.tasks"])

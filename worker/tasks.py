@@ -1,4 +1,4 @@
-"""Thin tasks: take an id, hand it to the service that does the work."""
+"""Thin tasks: take an id, hand it to the runner that does the work."""
 
 from __future__ import annotations
 
@@ -8,14 +8,15 @@ from celery import Task
 from celery.app.task import Context
 
 from app.config import get_settings
-from worker.celery_app import TRAIN_TASK, celery_app
+from app.queue import TRAIN_TASK
+from worker.celery_app import celery_app
 
 
 @celery_app.task(name=TRAIN_TASK, bind=True)
 def train(self: Task, job_id: str) -> None:
     # Imported here so torch (and CUDA) initialise only in the process that trains, never in the
     # parent that forks it.
-    from app.services.training import run_job
+    from worker.runner import run_job
 
     run_job(get_settings(), job_id, placement=placement(self.request))
 

@@ -7,6 +7,9 @@ so far (its metrics and weights, for early stopping and for restoring it at the 
 Only safetensors and JSON are written and read: nothing unpickled is ever loaded. Each checkpoint
 is a folder of its own; the `LATEST` file, replaced atomically after the folder is complete, names
 the one to resume from, so a crash while writing leaves the previous checkpoint whole.
+
+`Checkpointing` is the trainer hook that writes them as a run goes and resumes from the last one;
+what a checkpoint holds is the trainer's (`Trainer.state`) and its hooks' (`Hook.state`).
 """
 
 from __future__ import annotations
@@ -16,11 +19,19 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
+
+from app.adaptation import distributed
+from app.adaptation.callbacks import Paused
+from app.adaptation.hooks import Hook
+
+if TYPE_CHECKING:
+    from app.adaptation.trainer import Trainer
+    from app.adaptation.unfreezing import Position
 
 LATEST = "LATEST"
 
@@ -114,6 +125,41 @@ class Checkpoints:
         save_file(tensors, partial, metadata={"info": json.dumps(info)})
         os.replace(partial, folder / f"{name}.safetensors")
         shutil.rmtree(self.directory / "phases" / name, ignore_errors=True)
+
+
+class Checkpointing(Hook):
+    """A trainer hook: resume from the last checkpoint when there is one; write one every
+    `every_steps` steps, at every epoch's end but the last, and at a pause, which then ends the run
+    (`Paused`). Without this hook a run cannot pause. Rank 0 alone writes; every rank of a resumed
+    run reads the same checkpoint (the replicas are equal)."""
+
+    def __init__(self, checkpoints: Checkpoints) -> None:
+        self.checkpoints = checkpoints
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        # Rank 0 alone writes checkpoints, and after a pause it may still be writing the last one
+        # when another rank starts the next run: no rank reads until every rank is here.
+        distributed.wait_for_every_rank(trainer.world)
+        saved = self.checkpoints.load()
+        if saved is not None:
+            trainer.load_state(saved)
+
+    def on_step_end(self, trainer: Trainer, position: Position, batches_done: int, pause: bool) -> None:
+        if batches_done == trainer.per_epoch:
+            return  # the epoch's end writes its own checkpoint, after evaluating
+        step = trainer.outcome.steps
+        if pause or step % self.checkpoints.every_steps == 0:
+            self._save(trainer, position.epoch, batches_done, trainer.epoch_rng_state)
+        if pause:
+            raise Paused(f"paused at step {step} of {trainer.total_steps}")
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int) -> None:
+        if epoch < trainer.spec.training.epochs:
+            self._save(trainer, epoch + 1, 0, trainer.rng.getstate())
+
+    def _save(self, trainer: Trainer, epoch: int, batches_done: int, epoch_rng_state: tuple) -> None:
+        if trainer.world.is_main:
+            self.checkpoints.save(trainer.state(epoch, batches_done, epoch_rng_state), trainer.outcome.steps)
 
 
 def _fsync_dir(path: Path) -> None:

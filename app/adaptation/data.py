@@ -13,6 +13,7 @@ from transformers import PreTrainedTokenizerBase
 
 Text = str | tuple[str, str]  # one text, or a sentence pair
 Label = str | tuple[str, ...]  # one label (single_label), or the labels of a text (multi_label)
+MAIN_TASK = "main"  # what the main task's batches count as, beside the auxiliary tasks' (Batch.task)
 
 
 @dataclass(frozen=True)

@@ -15,29 +15,22 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 
-from app.adaptation.adapt import AdaptationResult, adapt, save_result
 from app.adaptation.artifact import CARD, LoadedClassifier, load_classifier, read_card
 from app.adaptation.callbacks import Callbacks, Labelled
 from app.adaptation.checkpoint import Checkpoints
 from app.adaptation.data import TaskData, Text
 from app.adaptation.labels import check_labels, split_validation
 from app.adaptation.resources import MissingResource, Resources
+from app.adaptation.result import AdaptationResult
+from app.adaptation.single import adapt_single, save_single
 from app.adaptation.tasks import TASKS
 from app.schemas.spec import JobSpec
 
 RESULT = "result.json"  # a finished member's numbers, beside its artifact in the checkpoints
-
-
-class Teacher(Protocol):
-    """A trained model that labels text for a student: a single model or an ensemble."""
-
-    labels: list[str]
-
-    def probabilities(self, texts: Sequence[Text], temperature: float = 1.0) -> torch.Tensor: ...
 
 
 @dataclass
@@ -99,7 +92,7 @@ def adapt_ensemble(
         if result is None:
             path = _base_of(member.base_model, spec, base_model_path, resources)
             phase = checkpoints.phase(name) if checkpoints is not None else None
-            result = adapt(
+            result = adapt_single(
                 member,
                 shared,
                 path,
@@ -170,7 +163,7 @@ def _mean_over(members: list[tuple[JobSpec, AdaptationResult]], texts: Sequence[
 
 def _keep_member(directory: Path, member: JobSpec, result: AdaptationResult) -> None:
     """A finished member's model and numbers, so that a resumed job need not train it again."""
-    save_result(result, member, directory)
+    save_single(result, member, directory)
     numbers = {
         k: getattr(result, k)
         for k in ("metrics", "threshold", "trainable_params", "total_params", "train_seconds", "peak_memory_bytes")
@@ -202,7 +195,7 @@ def save_ensemble(result: AdaptationResult, spec: JobSpec, directory: Path) -> i
     entries = []
     for index, (member, member_result) in enumerate(result.members):
         path = f"members/{index}"
-        save_result(member_result, member, directory / path)
+        save_single(member_result, member, directory / path)
         entries.append(
             {
                 "path": path,

@@ -29,6 +29,8 @@ The encoder still runs its embeddings (cheap) and builds its attention mask as a
 layers in its layer list are swapped, for the forward pass only, for stand-ins that hand the cached
 output on. That relies only on the encoder calling its layers in order, each on the previous
 layer's output.
+
+`FrozenLayers` is the trainer hook that keeps the frozen bottom in step with the schedule.
 """
 
 from __future__ import annotations
@@ -36,18 +38,25 @@ from __future__ import annotations
 import contextlib
 import itertools
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from app.adaptation.callbacks import Callbacks
 from app.adaptation.data import Batch, Batches
-from app.adaptation.groups import EMBEDDINGS, layer_name, layer_prefix
+from app.adaptation.group_names import EMBEDDINGS, layer_name
+from app.adaptation.groups import layer_prefix
+from app.adaptation.hooks import Hook
 from app.adaptation.model import TextClassifier
-from app.adaptation.precision import autocast
+from app.adaptation.multitask import MultiTaskBatches
+from app.adaptation.precision import autocast, resolve
 from app.adaptation.regularizers import Regularizer
+from app.adaptation.unfreezing import UNFREEZING, Position
 from app.schemas.spec import JobSpec
+
+if TYPE_CHECKING:
+    from app.adaptation.trainer import Trainer
 
 EVENT = "frozen_cache"
 BUILD_BATCH_SIZE = 64
@@ -270,3 +279,60 @@ def frozen_bottom(
         callbacks.on_event(EVENT, message, {"cached": False, "reason": reason})
     units = [embeddings, *layers]
     return FrozenBottom(model, units, layers, train, dtype, callbacks, reason)
+
+
+class FrozenLayers(Hook):
+    """Keeps the frozen bottom (eval mode, cached output) in step with the unfreezing schedule; after a
+    resume this rebuilds the cache the checkpoint did not hold."""
+
+    def __init__(self, regularizers: list[Regularizer]) -> None:
+        self.regularizers = regularizers
+        self.frozen: FrozenBottom | None = None
+
+    @property
+    def caching(self) -> bool:
+        return self.frozen is not None and self.frozen.caching
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        train = trainer.train_batches
+        main = train.main if isinstance(train, MultiTaskBatches) else train
+        dtype = resolve(trainer.spec.training.precision, trainer.device)
+        self.frozen = frozen_bottom(trainer.model, trainer.spec, self.regularizers, main, dtype, trainer.callbacks)
+
+    def on_step_start(self, trainer: Trainer, position: Position) -> None:
+        if self.frozen is None:
+            return
+        below = frozen_below(trainer.model.num_layers, self._trainable_at(trainer, position))
+        if below != self.frozen.below:
+            self.frozen.move(below, self._stretch(trainer, position, below), position.steps_per_epoch)
+        self.frozen.apply_modes()  # the frozen bottom runs without dropout, whatever model.train() said
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        if self.frozen is not None:
+            self.frozen.release()  # the cache can be large: free it before the caller goes on
+
+    def pooled(self, batch: Batch) -> torch.Tensor:
+        assert self.frozen is not None
+        return self.frozen.pooled(batch)
+
+    @staticmethod
+    def _trainable_at(trainer: Trainer, position: Position) -> frozenset[str]:
+        options = trainer.spec.optimization.unfreezing
+        return UNFREEZING.get(options.name)(position, trainer.model.num_layers, options)
+
+    def _stretch(self, trainer: Trainer, position: Position, below: int) -> int:
+        """How many steps of the run, `position`'s included, keep `below` groups frozen under the
+        trainable ones. Schedules are pure functions of the position, so the whole stretch is known
+        now, and a run resumed inside it decides as the unbroken run did."""
+        n = trainer.model.num_layers
+
+        def below_at(step: int) -> int:
+            at = Position(step // position.steps_per_epoch + 1, step, position.steps_per_epoch, position.total_steps)
+            return frozen_below(n, self._trainable_at(trainer, at))
+
+        first = last = position.step
+        while first > 0 and below_at(first - 1) == below:
+            first -= 1
+        while last + 1 < position.total_steps and below_at(last + 1) == below:
+            last += 1
+        return last - first + 1

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-EMBEDDINGS, NEW = "embeddings", "new"
+from app.adaptation.group_names import EMBEDDINGS, NEW, bottom_up, layer_name
 
 
 @dataclass(frozen=True)
@@ -19,11 +19,6 @@ class LayerGroup:
     name: str
     depth_from_top: int  # new layers 0, top encoder layer 1, ..., embeddings n + 1
     parameter_names: tuple[str, ...]
-
-
-def layer_name(index: int) -> str:
-    """The group of encoder layer `index` (0-based), named 1-based as in the papers."""
-    return f"layer_{index + 1}"
 
 
 def layer_prefix(encoder: nn.Module, num_layers: int) -> str:
@@ -49,5 +44,5 @@ def layer_groups(model: nn.Module, num_layers: int) -> list[LayerGroup]:
     names: dict[str, list[str]] = {EMBEDDINGS: [], NEW: [], **{layer_name(i): [] for i in range(num_layers)}}
     for name, _ in model.named_parameters():
         names[_group_of(name, layers, num_layers)].append(name)
-    order = [EMBEDDINGS, *(layer_name(i) for i in range(num_layers)), NEW]
+    order = bottom_up(num_layers)
     return [LayerGroup(group, len(order) - 1 - i, tuple(names[group])) for i, group in enumerate(order)]

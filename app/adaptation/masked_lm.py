@@ -3,10 +3,17 @@ embeddings, for encoders shipped without their pretraining LM head."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+
+from app.adaptation.data import token_batches
+from app.adaptation.precision import autocast
+from app.adaptation.seeding import step_generator
+
+if TYPE_CHECKING:
+    from app.schemas.spec import JobSpec
 
 IGNORE = -100  # cross_entropy's ignore_index: positions that were not masked
 
@@ -108,3 +115,53 @@ class Masking:
         return masked_batch_loss(
             model.encoder, lm_head(model), ids, mask, self.special_ids, self.mask_id, rate, generator
         )
+
+
+# ---- a masked-LM run: a stage's domain adaptation, through the trainer ------------------------------
+
+
+class MaskedLanguageModel(nn.Module):
+    """An encoder with a tied masked-LM head, as the trainer trains it: the head sits among the
+    model's training-only heads (the `new` layer group), so AdamW, the lr schedule, clipping,
+    progress, pausing and checkpoints are those of every other run."""
+
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.num_layers: int = encoder.config.num_hidden_layers
+        self.extra_heads = nn.ModuleDict()
+        lm_head(self)
+
+
+class MaskedLMLoss:
+    """The StepLoss (trainer.py) of a masked-LM run: mask `rate` of each batch's real tokens, with
+    masks drawn from the step's own generator (the same after a resume), and score the guesses."""
+
+    def __init__(
+        self, model: MaskedLanguageModel, tokenizer: Any, job: JobSpec, rate: float, dtype: torch.dtype
+    ) -> None:
+        self.model, self.tokenizer, self.masking = model, tokenizer, Masking(tokenizer)
+        self.rate, self.dtype, self.training = rate, dtype, job.training
+        self.device = model.encoder.get_input_embeddings().weight.device
+
+    def batches(self, train: list[str], validation: list[str] | None) -> tuple[Any, Any]:
+        cfg = self.training
+        held = None if validation is None else token_batches(self.tokenizer, validation, cfg.max_length, None, 64)
+        return token_batches(self.tokenizer, train, cfg.max_length, None, cfg.batch_size), held
+
+    def loss(self, batch: Any, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        loss = self._loss(batch, step_generator(self.training.seed, step))
+        return loss, loss.detach()
+
+    @torch.no_grad()
+    def evaluate(self, batches: Any, gold: list | None = None) -> dict[str, float]:
+        """The mean masked-LM loss over `batches`, with the same masks every time it is measured."""
+        seed = self.training.seed
+        batches_in_order = enumerate(batches.by_length())
+        losses = [self._loss(batch, step_generator(seed, -1 - i)).item() for i, batch in batches_in_order]
+        return {"masked_lm_loss": sum(losses) / len(losses)}
+
+    def _loss(self, batch: Any, generator: torch.Generator) -> torch.Tensor:
+        with autocast(self.device, self.dtype):
+            loss = self.masking.loss(self.model, batch, self.rate, generator)
+        return loss.float()

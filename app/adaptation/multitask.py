@@ -14,16 +14,14 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from app.adaptation.data import Batch, Batches, token_batches
+from app.adaptation.data import MAIN_TASK, Batch, Batches, token_batches
 from app.adaptation.masked_lm import Masking, lm_head
 from app.adaptation.model import TextClassifier
-from app.adaptation.objectives import step_generator
 from app.adaptation.resources import Resources
 from app.adaptation.sampling import SAMPLINGS
+from app.adaptation.seeding import step_generator
 from app.schemas.signal import AuxiliaryTask
 from app.schemas.spec import JobSpec
-
-MAIN = "main"
 
 
 class SampledTask(Protocol):
@@ -85,7 +83,7 @@ class MultiTaskBatches:
 
     def __init__(self, main: Any, tasks: list[SampledTask], spec: JobSpec) -> None:
         self.main, self.tasks = main, tasks
-        self.names = [MAIN, *(task.name for task in tasks)]
+        self.names = [MAIN_TASK, *(task.name for task in tasks)]
         sizes = [len(main), *(len(task.batches) for task in tasks)]
         self.probabilities = SAMPLINGS.get(spec.task_sampling.name)(sizes, spec.task_sampling)
         self.steps = sum(sizes)

@@ -1,16 +1,21 @@
-"""Inputs beyond the task data that some options need, resolved by whoever runs the engine (the
-worker reads them from its stores; a test or notebook builds them by hand)."""
+"""Inputs beyond the task data that some options need: the datasets and trained models a spec
+references (JobSpec.dataset_refs / model_refs), and the base models of ensemble members. Whoever
+runs the engine resolves them (the worker reads them from its stores; a test or notebook builds
+them by hand); the options read them here by id.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from app.adaptation.data import LabeledTexts
+from app.adaptation.data import LabeledTexts, Text
 
 if TYPE_CHECKING:
-    from app.adaptation.ensemble import Teacher
+    import torch
+
     from app.adaptation.model import TextClassifier
 
 
@@ -18,12 +23,18 @@ class MissingResource(KeyError):
     """The spec names an input that whoever ran the engine did not provide."""
 
 
+class Teacher(Protocol):
+    """A trained model that labels text: a single model (LoadedClassifier) or an ensemble."""
+
+    labels: list[str]
+
+    def probabilities(self, texts: Sequence[Text], temperature: float = 1.0) -> torch.Tensor: ...
+
+
 @dataclass
 class Resources:
-    texts: dict[str, list[str]] = field(default_factory=dict)  # dataset id -> texts (EWC's Fisher data)
-    source_models: dict[str, TextClassifier] = field(default_factory=dict)  # model id -> model
     tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # dataset id -> rows
-    teachers: dict[str, Teacher] = field(default_factory=dict)  # model id -> loaded teacher
+    models: dict[str, Teacher] = field(default_factory=dict)  # model id -> the loaded model
     base_models: dict[str, Path] = field(default_factory=dict)  # catalog id -> directory
 
     def rows(self, dataset_id: str, limit: int | None = None) -> list[dict[str, Any]]:
@@ -47,3 +58,15 @@ class Resources:
             raise ValueError(f"dataset {dataset_id!r} has no label column {label_field!r} (row {unlabeled + 1})")
         labels = [v if isinstance(v, str) else "|".join(v) for v in (row[label_field] for row in rows)]
         return LabeledTexts(self.texts_of(dataset_id, text_field, limit), labels)
+
+    def teacher(self, model_id: str) -> Teacher:
+        if model_id not in self.models:
+            raise MissingResource(f"model {model_id!r} was not provided to the engine")
+        return self.models[model_id]
+
+    def classifier(self, model_id: str) -> TextClassifier:
+        """The classifier module of a single trained model (a distillation source)."""
+        model = self.teacher(model_id)
+        if not hasattr(model, "model"):
+            raise MissingResource(f"model {model_id!r} is an ensemble; a single model is needed here")
+        return model.model  # type: ignore[attr-defined]

@@ -19,3 +19,8 @@ def part_seed(seed: int, part: int) -> int:
     from a state of its own, so a resumed job that skips a finished part draws what an unbroken one
     would."""
     return (seed * 1_000_003 + part) % 2**32
+
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    """Randomness of one step's extra work (masking, perturbation), the same after a resume."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + step)

@@ -2,9 +2,10 @@
 
 masked_lm: domain-adaptive masked-LM fine-tuning on the stage's text (ULMFiT's second step, with
 BERT's objective), through a tied LM head made for the run (`TiedLMHead`) and dropped after it.
-classification: an intermediate task (STILTs, Phang et al. 2018), trained by the usual trainer with
-its own head, which is dropped. Each finished stage hands its encoder weights on through the
-checkpoints, so a resumed job does not run it again.
+classification: an intermediate task (STILTs, Phang et al. 2018) with its own head, which is
+dropped. Both train through the same trainer as the main task, so they pause and resume like it;
+each runs the job its stage carries (`Stage.job`, expanded at submission). Each finished stage
+hands its encoder weights on through the checkpoints, so a resumed job does not run it again.
 """
 
 from __future__ import annotations
@@ -13,25 +14,21 @@ import random
 import time
 from typing import Any
 
-import torch
-from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from app.adaptation.callbacks import Callbacks, Cancelled, Labelled, Progress
-from app.adaptation.checkpoint import Checkpoints
-from app.adaptation.data import Batches, TaskData, token_batches
+from app.adaptation.callbacks import Callbacks, Labelled
+from app.adaptation.checkpoint import Checkpointing, Checkpoints
+from app.adaptation.classification import classification_trainer
+from app.adaptation.data import TaskData, token_batches
 from app.adaptation.labels import check_labels, split_validation
-from app.adaptation.masked_lm import TiedLMHead, masked_batch_loss
+from app.adaptation.masked_lm import MaskedLanguageModel, MaskedLMLoss
 from app.adaptation.model import TextClassifier
-from app.adaptation.objectives import step_generator
-from app.adaptation.precision import autocast, resolve
+from app.adaptation.precision import resolve
 from app.adaptation.resources import Resources
-from app.adaptation.schedules import SCHEDULES
 from app.adaptation.seeding import part_seed, seed_everything
 from app.adaptation.strategies import STRATEGIES
 from app.adaptation.tasks import TASKS, label_names
 from app.adaptation.trainer import Trainer
-from app.schemas.recipes import stage_spec
 from app.schemas.signal import Stage
 from app.schemas.spec import JobSpec
 
@@ -65,15 +62,15 @@ def run_stages(
             callbacks.on_event("stage_finished", f"{label}: finished before the resume, not run again", report)
             reports.append(report)
             continue
-        job = stage_spec(spec, index)
+        job = stage_job(stage, index)
         callbacks.on_event("stage_started", f"{label} on dataset {stage.data}", {"stage": index + 1})
+        phase = checkpoints.phase(name) if checkpoints is not None else None
+        marked = Labelled(callbacks, label, {"stage": index + 1})
         if stage.objective == "masked_lm":
             texts = resources.texts_of(stage.data, job.text_field, stage.max_examples)
-            report = masked_lm_stage(stage, job, encoder, tokenizer, texts, callbacks, progress_interval, label)
+            report = masked_lm_stage(stage, job, encoder, tokenizer, texts, marked, progress_interval, phase)
         else:
             data = resources.labeled(stage.data, job.text_field, job.label_field, stage.max_examples)
-            phase = checkpoints.phase(name) if checkpoints is not None else None
-            marked = Labelled(callbacks, label, {"stage": index + 1})
             report = classification_stage(job, encoder, tokenizer, data, marked, progress_interval, phase)
         report = {"stage": index + 1, "objective": stage.objective, "data": stage.data, **report}
         callbacks.on_event("stage_finished", f"{label}: {_summary(report)}", report)
@@ -82,6 +79,14 @@ def run_stages(
         reports.append(report)
     seed_everything(part_seed(spec.training.seed, len(spec.stages) + 1))  # the main task's part
     return reports
+
+
+def stage_job(stage: Stage, index: int) -> JobSpec:
+    if stage.job is None:
+        raise ValueError(
+            f"stages.{index} carries no job: expand the spec first (app.schemas.recipes.expand), as the service does"
+        )
+    return stage.job
 
 
 def _summary(report: dict[str, Any]) -> str:
@@ -101,92 +106,39 @@ def masked_lm_stage(
     texts: list[str],
     callbacks: Callbacks,
     progress_interval: float,
-    label: str,
+    checkpoints: Checkpoints | None,
 ) -> dict[str, Any]:
-    """Masked-LM fine-tuning of `encoder` on `texts` with the stage recipe's learning rate, schedule,
-    weight decay and clipping (unfreezing and discriminative rates apply to classification stages)."""
-    cfg, device = job.training, next(encoder.parameters()).device
+    """Masked-LM fine-tuning of `encoder` on `texts` with the stage job's learning rate, schedule,
+    weight decay and clipping; a held-out share of the text measures the loss before and after."""
+    started = time.monotonic()
     order = list(range(len(texts)))
-    random.Random(cfg.seed).shuffle(order)
+    random.Random(job.training.seed).shuffle(order)
     held = min(HELD_OUT_TEXTS, len(texts) // 10)
-    held_out = token_batches(tokenizer, [texts[i] for i in order[:held]], cfg.max_length, None, 64)
-    train = token_batches(tokenizer, [texts[i] for i in order[held:]], cfg.max_length, None, cfg.batch_size)
-    head = TiedLMHead(encoder).to(device)
-    loss_of = _MaskedLoss(encoder, head, tokenizer, stage.mask_rate, resolve(cfg.precision, device))
-    before = loss_of.held_out(held_out, cfg.seed) if held else None
-    optimizer = _adamw(nn.ModuleList([encoder, head]), job)
-    trainable = [p for group in optimizer.param_groups for p in group["params"]]
-    total_steps = len(train) * cfg.epochs
-    schedule, options = SCHEDULES.get(job.optimization.lr_schedule.name), job.optimization.lr_schedule
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule(step, total_steps, options))
-    rng, step, started = random.Random(cfg.seed), 0, time.monotonic()
-    last_report, losses = started, []
-    encoder.train()
-    head.train()
-    for epoch in range(1, cfg.epochs + 1):
-        for batch in train.training_order(rng):
-            loss = loss_of(batch, step_generator(cfg.seed, step))
-            loss.backward()
-            if job.optimization.max_grad_norm is not None:
-                nn.utils.clip_grad_norm_(trainable, job.optimization.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            losses.append(loss.detach())
-            step += 1
-            if step % len(train) == 0 or time.monotonic() - last_report >= progress_interval:  # an epoch's end, too
-                last_report = time.monotonic()
-                mean = torch.stack(losses).mean().item()
-                losses.clear()
-                progress = Progress(
-                    label, epoch, cfg.epochs, step, total_steps, last_report - started, mean, scheduler.get_last_lr()[0]
-                )
-                callbacks.on_progress(progress)
-                if callbacks.should_stop():
-                    raise Cancelled(f"stopped in {label} at step {step} of {total_steps}")
-    after = loss_of.held_out(held_out, cfg.seed) if held else None
-    report: dict[str, Any] = {"examples": len(texts) - held, "steps": step, "seconds": time.monotonic() - started}
+    device = next(encoder.parameters()).device
+    model = MaskedLanguageModel(encoder).to(device)
+    STRATEGIES.get("all")(model)
+    step_loss = MaskedLMLoss(model, tokenizer, job, stage.mask_rate, resolve(job.training.precision, device))
+    held_out = token_batches(tokenizer, [texts[i] for i in order[:held]], job.training.max_length, None, 64)
+    before = _held_out_loss(step_loss, held_out) if held else None
+    hooks = [Checkpointing(checkpoints)] if checkpoints is not None else []
+    trainer = Trainer(model, step_loss, job, callbacks, progress_interval, hooks, stage="masked_lm")
+    outcome = trainer.fit([texts[i] for i in order[held:]])
+    after = _held_out_loss(step_loss, held_out) if held else None
+    seconds = time.monotonic() - started
+    report: dict[str, Any] = {"examples": len(texts) - held, "steps": outcome.steps, "seconds": seconds}
     if held:
         report.update(held_out_texts=held, held_out_loss_before=before, held_out_loss_after=after)
     return report
 
 
-class _MaskedLoss:
-    def __init__(self, encoder, head: TiedLMHead, tokenizer, rate: float, dtype: torch.dtype) -> None:
-        self.encoder, self.head, self.rate, self.dtype = encoder, head, rate, dtype
-        self.special_ids, self.mask_id = tokenizer.all_special_ids, tokenizer.mask_token_id
-        self.device = next(encoder.parameters()).device
-
-    def __call__(self, batch, generator: torch.Generator) -> torch.Tensor:
-        with autocast(self.device, self.dtype):
-            ids, mask = batch.input_ids.to(self.device), batch.attention_mask.to(self.device)
-            loss = masked_batch_loss(
-                self.encoder, self.head, ids, mask, self.special_ids, self.mask_id, self.rate, generator
-            )
-        return loss.float()
-
-    @torch.no_grad()
-    def held_out(self, batches: Batches, seed: int) -> float:
-        """Mean masked-LM loss over the held-out text, with the same masks every time it is measured."""
-        was_training = self.encoder.training
-        self.encoder.eval()
-        self.head.eval()
-        losses = [self(batch, step_generator(seed, -1 - i)).item() for i, batch in enumerate(batches.by_length())]
-        self.encoder.train(was_training)
-        self.head.train(was_training)
-        return sum(losses) / len(losses)
-
-
-def _adamw(module: nn.Module, job: JobSpec) -> torch.optim.AdamW:
-    """AdamW with BERT's split: no weight decay on biases and LayerNorm weights."""
-    named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
-    decayed = [p for n, p in named if p.ndim >= 2 and "LayerNorm" not in n]
-    plain = [p for n, p in named if p.ndim < 2 or "LayerNorm" in n]
-    groups = [
-        {"params": decayed, "weight_decay": job.optimization.weight_decay},
-        {"params": plain, "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=job.training.learning_rate)
+def _held_out_loss(step_loss: MaskedLMLoss, batches: Any) -> float:
+    model = step_loss.model
+    was_training = model.training
+    model.eval()
+    try:
+        return step_loss.evaluate(batches)["masked_lm_loss"]
+    finally:
+        model.train(was_training)
 
 
 # ---- classification -------------------------------------------------------------------------------
@@ -208,8 +160,8 @@ def classification_stage(
     STRATEGIES.get("all")(model)
     model.to(next(encoder.parameters()).device)
     task = TASKS.get("single_label")(labels, None)
-    trainer = Trainer(model, tokenizer, task, job, callbacks, progress_interval)
-    outcome = trainer.fit(train, validation, checkpoints)
+    trainer = classification_trainer(model, tokenizer, task, job, callbacks, progress_interval, checkpoints=checkpoints)
+    outcome = trainer.fit(train, validation)
     report: dict[str, Any] = {"examples": len(train), "labels": label_names("single_label", train.labels)}
     report.update({k: outcome.best_metrics[k] for k in ("accuracy", "macro_f1") if k in outcome.best_metrics})
     return report

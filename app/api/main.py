@@ -15,10 +15,10 @@ from app.api.routes import base_models, datasets, experiments, health, jobs, met
 from app.catalog import Catalog
 from app.config import Settings, get_settings
 from app.logs import configure_logging
+from app.queue import job_sender, make_celery
 from app.services.sweeper import Sweeper, sweep
 from app.services.webhooks import start_dispatcher
 from app.storage.store import build_store
-from worker.celery_app import job_sender, make_celery
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -72,7 +72,7 @@ def create(
     train: Annotated[str | None, typer.Option(help="Dataset id to train on.")] = None,
     validation: Annotated[str | None, typer.Option(help="Dataset id to choose the epoch by.")] = None,
     test: Annotated[str | None, typer.Option(help="Dataset id to report test metrics on.")] = None,
-    recipe: Annotated[str | None, typer.Option(help="fine_tuning, adapters, ulmfit, ... (see the README).")] = None,
+    recipe: Annotated[str | None, typer.Option(help="fine_tuning, adapters, ulmfit, ... (docs/recipes.md).")] = None,
     base_model: Annotated[str | None, typer.Option(help="Catalog id of the pretrained encoder.")] = None,
     text_field: Annotated[str | None, typer.Option()] = None,
     label_field: Annotated[str | None, typer.Option()] = None,

@@ -115,7 +115,7 @@ class Thaw:
     # ---- jobs ---------------------------------------------------------------------------------
 
     def create_job(self, spec: dict[str, Any]) -> JobCreated:
-        """Submit a job spec (laid over its recipe by the service); see the README's job spec."""
+        """Submit a job spec (laid over its recipe by the service); see docs/job-spec.md."""
         return JobCreated.model_validate(self._post("/v1/jobs", spec))
 
     def jobs(self, *, status: str | None = None, limit: int = 50, offset: int = 0) -> JobsPublic:
@@ -186,7 +186,7 @@ class Thaw:
     # ---- experiments --------------------------------------------------------------------------
 
     def create_experiment(self, experiment: dict[str, Any]) -> ExperimentPublic:
-        """`{"data": {...}, "recipes": [...] and/or "specs": [...], "seeds": n}`: see the README."""
+        """`{"data": {...}, "recipes": [...] and/or "specs": [...], "seeds": n}`: see docs/experiments.md."""
         return ExperimentPublic.model_validate(self._post("/v1/experiments", experiment))
 
     def experiments(self, *, limit: int = 50, offset: int = 0) -> ExperimentsPublic:

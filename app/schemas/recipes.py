@@ -116,10 +116,19 @@ def expand(raw: dict[str, Any]) -> JobSpec:
         raise UnknownRecipe(f"unknown recipe {name!r}; known recipes: {', '.join(sorted(RECIPES))}")
     if isinstance(raw.get("ensemble"), dict):
         raw = {**raw, "ensemble": {"members": _ensemble_members(raw)}}
-    spec = JobSpec.model_validate(deep_merge(RECIPES[name], raw))
-    for index in range(len(spec.stages)):
-        stage_spec(spec, index)  # each stage must make a valid job of its own
-    return spec
+    return with_stage_jobs(JobSpec.model_validate(deep_merge(RECIPES[name], raw)))
+
+
+def with_stage_jobs(spec: JobSpec) -> JobSpec:
+    """`spec` with the job of every stage expanded (`Stage.job`), its ensemble members' too, so that
+    the stored spec is the whole of what runs and the engine never reads the recipe table. Also
+    completes a spec stored before stages carried their job."""
+    stages = [stage.model_copy(update={"job": stage_spec(spec, index)}) for index, stage in enumerate(spec.stages)]
+    update: dict[str, Any] = {"stages": stages}
+    if spec.ensemble is not None:
+        members = [with_stage_jobs(member) for member in spec.ensemble.members]
+        update["ensemble"] = spec.ensemble.model_copy(update={"members": members})
+    return spec.model_copy(update=update)
 
 
 # A member shares the job's data and task: the ensemble's probabilities average over the same labels.

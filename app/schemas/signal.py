@@ -5,12 +5,19 @@ and distillation from a teacher. Ensembles live in spec.py (their members are wh
 
 from __future__ import annotations
 
-import re
-from typing import Annotated, Any, Literal
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, create_model, field_validator, model_validator
 
-from app.schemas.spec_base import ByName, Named, Strict
+from app.adaptation.perturbations import PERTURBATIONS
+from app.adaptation.sampling import SAMPLINGS
+from app.adaptation.slicing import rule_fields
+from app.schemas.references import DatasetRef, Reference
+from app.schemas.spec_base import Strict
+
+if TYPE_CHECKING:
+    from app.schemas.spec import JobSpec
 
 IDENTIFIER = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
 
@@ -40,6 +47,21 @@ class Stage(Strict):
         default_factory=dict,
         description="Partial `optimization` / `training` settings laid over the stage's recipe (classification).",
     )
+    job: JobSpec | None = Field(
+        None,
+        description="The job this stage runs: its recipe with the stage's settings laid over it, expanded by the "
+        "service at submission and stored with the job (a value sent is replaced by the expansion).",
+    )
+
+    def references(self, job: JobSpec) -> Iterator[Reference]:
+        text_field = self.text_field or job.text_field
+        if self.objective == "masked_lm":
+            yield DatasetRef("data", self.data, (text_field,), limit=self.max_examples)
+        else:
+            label_field = self.label_field or job.label_field
+            yield DatasetRef(
+                "data", self.data, (text_field,), label_field, "a classification stage", self.max_examples, 2
+            )
 
     @field_validator("overrides")
     @classmethod
@@ -71,45 +93,19 @@ class AuxiliaryTask(Strict):
             raise ValueError(f"task {self.name!r}: a classification task needs data (a labeled dataset id)")
         return self
 
-
-class Proportional(Named):
-    name: Literal["proportional"] = "proportional"
-
-
-class Uniform(Named):
-    name: Literal["uniform"] = "uniform"
-
-
-class Temperature(Named):
-    name: Literal["temperature"] = "temperature"
-    temperature: float = Field(
-        2.0, ge=1, le=100, description="p(task) ~ batches^(1/T): 1 is proportional, large T nears uniform."
-    )
+    def references(self, job: JobSpec) -> Iterator[Reference]:
+        if self.data is None:
+            return  # a masked-LM task without data reads the main task's text
+        text_field = self.text_field or job.text_field
+        if self.objective == "masked_lm":
+            yield DatasetRef("data", self.data, (text_field,))
+        else:
+            label_field = self.label_field or job.label_field
+            yield DatasetRef("data", self.data, (text_field,), label_field, "a classification task", min_classes=2)
 
 
-TaskSampling = Annotated[Proportional | Uniform | Temperature, Field(discriminator="name"), ByName]
-
-
-class TokenMask(Named):
-    name: Literal["token_mask"] = "token_mask"
-    rate: float = Field(0.15, gt=0, lt=1, description="Share of tokens replaced by [MASK].")
-
-
-class TokenDeletion(Named):
-    name: Literal["token_deletion"] = "token_deletion"
-    rate: float = Field(0.1, gt=0, lt=1, description="Share of tokens dropped from the text.")
-
-
-class TokenSwap(Named):
-    name: Literal["token_swap"] = "token_swap"
-    rate: float = Field(0.1, gt=0, lt=1, description="Share of tokens swapped with their right neighbour.")
-
-
-class DropoutNoise(Named):
-    name: Literal["dropout"] = "dropout"
-
-
-Perturbation = Annotated[TokenMask | TokenDeletion | TokenSwap | DropoutNoise, Field(discriminator="name"), ByName]
+TaskSampling = SAMPLINGS.union()
+Perturbation = PERTURBATIONS.union()
 
 
 class Consistency(Strict):
@@ -118,7 +114,9 @@ class Consistency(Strict):
 
     data: str = Field(description="Dataset id of the unlabeled text (labels, if any, are ignored).")
     text_field: str | None = Field(None, min_length=1, description="null: the job's text_field.")
-    perturbation: Perturbation = Field(default_factory=TokenMask, description="How x' is made from x.")
+    perturbation: Perturbation = Field(
+        default_factory=PERTURBATIONS.default("token_mask"), description="How x' is made from x."
+    )
     weight: float = Field(1.0, gt=0, le=100, description="lambda: the consistency loss's weight.")
     sharpen_temperature: float | None = Field(
         0.4, gt=0, le=1, description="Target = softmax(logits / T) (UDA: 0.4); null: not sharpened."
@@ -129,18 +127,15 @@ class Consistency(Strict):
     batch_ratio: int = Field(1, ge=1, le=16, description="Unlabeled examples per step = batch_ratio * batch_size.")
     max_examples: int | None = Field(None, ge=1, description="Use at most this many rows; null: all.")
 
+    def references(self, job: JobSpec) -> Iterator[Reference]:
+        yield DatasetRef("data", self.data, (self.text_field or job.text_field,), limit=self.max_examples)
 
-class SliceSpec(Strict):
-    """A named subset (Chen et al. 2019, slice-based learning) written with exactly one rule."""
+
+class SliceRules(Strict):
+    """A named subset (Chen et al. 2019, slice-based learning) written with exactly one rule; one
+    field per rule of app/adaptation/slicing (SliceSpec below)."""
 
     name: str = Field(pattern=IDENTIFIER, description="Names the slice in metrics and events.")
-    regex: str | None = Field(None, min_length=1, description="Texts where this regular expression is found.")
-    contains: list[str] | None = Field(
-        None, min_length=1, description="Texts containing any of these words (case-insensitive, whole words)."
-    )
-    max_tokens: int | None = Field(None, ge=1, description="Texts of at most this many tokens.")
-    min_tokens: int | None = Field(None, ge=1, description="Texts of at least this many tokens.")
-    label_in: list[str] | None = Field(None, min_length=1, description="Examples whose label is one of these.")
     weight: float = Field(1.0, gt=0, le=100, description="Weight of the slice head's loss.")
 
     @property
@@ -148,19 +143,22 @@ class SliceSpec(Strict):
         return next(name for name in RULES if getattr(self, name) is not None)
 
     @model_validator(mode="after")
-    def _one_rule(self) -> SliceSpec:
+    def _one_rule(self) -> SliceRules:
         given = [name for name in RULES if getattr(self, name) is not None]
         if len(given) != 1:
             raise ValueError(f"slice {self.name!r} needs exactly one rule of {', '.join(RULES)}; it has {len(given)}")
-        if self.regex is not None:
-            try:
-                re.compile(self.regex)
-            except re.error as error:
-                raise ValueError(f"slice {self.name!r}: regex does not compile: {error}") from None
         return self
 
 
-RULES = ("regex", "contains", "max_tokens", "min_tokens", "label_in")
+_RULES = rule_fields()
+RULES = tuple(_RULES)
+SliceSpec = create_model(
+    "SliceSpec",
+    __base__=SliceRules,
+    __doc__=SliceRules.__doc__,
+    __module__=__name__,
+    **{name: (value | None, Field(None, description=doc)) for name, (value, doc) in _RULES.items()},
+)
 
 
 class Distillation(Strict):
@@ -173,3 +171,8 @@ class Distillation(Strict):
     unlabeled: str | None = Field(None, description="Dataset id of extra text that only the teacher labels.")
     unlabeled_text_field: str | None = Field(None, min_length=1, description="null: the job's text_field.")
     max_unlabeled: int | None = Field(None, ge=1, description="Use at most this many unlabeled rows; null: all.")
+
+    def references(self, job: JobSpec) -> Iterator[Reference]:
+        if self.unlabeled is not None:
+            text_field = self.unlabeled_text_field or job.text_field
+            yield DatasetRef("unlabeled", self.unlabeled, (text_field,), limit=self.max_unlabeled)

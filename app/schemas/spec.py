@@ -1,20 +1,31 @@
 """The adaptation job spec: what a client submits, and what the job record stores fully expanded.
 
 Names follow the NAACL 2019 "Transfer Learning in NLP" tutorial as mapped in DESIGN.md. Every
-choice that names a registered engine unit (pooling, head, schedule, ...) is a Literal of (or a
-discriminated union over) the registry's names; tests/adaptation/test_registry.py checks that the
-spec and the registries agree. Units with options accept the bare name as shorthand:
+choice that names a registered engine unit is built from the engine's registry (registry.py): a
+unit with options (lr schedule, unfreezing, regularizer, ...) brings its own options model into a
+union discriminated by `name`, and a unit without options (pooling, head, ...) is one of a Literal's
+names, described by its module's docstring. Units with options accept the bare name as shorthand:
 `"lr_schedule": "cosine"` means `{"name": "cosine"}`.
+
+What a spec reads besides its settings (datasets, trained models) each part declares itself
+(`references`, app/schemas/references.py); `JobSpec.dataset_refs()` and `model_refs()` list them.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Iterator
+from typing import Literal
 
-from pydantic import Field, HttpUrl, model_validator
+from pydantic import BaseModel, Field, HttpUrl, model_validator
 
-from app.schemas.signal import AuxiliaryTask, Consistency, Distillation, Proportional, SliceSpec, Stage, TaskSampling
-from app.schemas.spec_base import ByName, Named, Strict
+from app.adaptation.registry import unit_choice, unit_descriptions
+from app.adaptation.regularizers import REGULARIZERS
+from app.adaptation.sampling import SAMPLINGS
+from app.adaptation.schedules import SCHEDULES
+from app.adaptation.unfreezing import UNFREEZING
+from app.schemas.references import DatasetRef, ModelRef, Reference, Referencing, under
+from app.schemas.signal import AuxiliaryTask, Consistency, Distillation, SliceSpec, Stage, TaskSampling
+from app.schemas.spec_base import Strict
 
 
 class DataRefs(Strict):
@@ -38,6 +49,13 @@ class DataRefs(Strict):
     @property
     def has_validation(self) -> bool:
         return self.validation is not None or self.validation_fraction > 0
+
+    def references(self, job: JobSpec) -> Iterator[Reference]:
+        fields = tuple(job.input_fields)
+        yield DatasetRef("train", self.train, fields, job.label_field, "training a classifier", task_data=True)
+        for part in ("validation", "test"):
+            if (dataset_id := getattr(self, part)) is not None:
+                yield DatasetRef(part, dataset_id, fields, job.label_field, "evaluating the classifier", task_data=True)
 
 
 # ---- architecture: what sits on and inside the encoder --------------------------------------------
@@ -65,13 +83,20 @@ class LoraConfig(Strict):
 ADAPTER_WRAPPED_MODULES = {"dense"}
 
 
+Pooling = unit_choice("app.adaptation.pooling")
+Head = unit_choice("app.adaptation.heads")
+TrainStrategy = unit_choice("app.adaptation.strategies")
+TaskType = unit_choice("app.adaptation.tasks")
+
+
 class ModelConfig(Strict):
-    pooling: Literal["mean", "cls", "max", "scalar_mix"] = Field(
+    pooling: Pooling = Field(
         "mean",
-        description="How token vectors become one vector per text; scalar_mix is a learned softmax-weighted "
-        "sum of every layer, times a learned scale (ELMo), then mean-pooled.",
+        description=unit_descriptions("app.adaptation.pooling", "How token vectors become one vector per text."),
     )
-    head: Literal["linear", "mlp"] = Field("linear", description="Task layer on top of the pooled vector.")
+    head: Head = Field(
+        "linear", description=unit_descriptions("app.adaptation.heads", "Task layer on top of the pooled vector.")
+    )
     head_hidden: int = Field(256, ge=1, le=8192, description="Hidden width of the mlp head.")
     dropout: float = Field(0.1, ge=0, lt=1, description="Dropout in the head.")
     adapters: AdapterConfig | None = Field(None, description="Bottleneck adapters inside every layer.")
@@ -91,104 +116,28 @@ class ModelConfig(Strict):
 # ---- optimization: which weights, when, how hard -------------------------------------------------
 
 
-class Constant(Named):
-    name: Literal["constant"] = "constant"
-
-
-class LinearWarmup(Named):
-    name: Literal["linear_warmup"] = "linear_warmup"
-    warmup_fraction: float = Field(0.06, ge=0, lt=1, description="Share of steps spent warming up.")
-
-
-class SlantedTriangular(Named):
-    name: Literal["slanted_triangular"] = "slanted_triangular"
-    cut_frac: float = Field(0.1, gt=0, lt=1, description="Share of steps spent increasing (Howard & Ruder 2018).")
-    ratio: float = Field(32, ge=1, description="How much smaller the lowest rate is than the peak.")
-
-
-class Cosine(Named):
-    name: Literal["cosine"] = "cosine"
-    warmup_fraction: float = Field(0.06, ge=0, lt=1, description="Share of steps spent warming up.")
-
-
-LrSchedule = Annotated[Constant | LinearWarmup | SlantedTriangular | Cosine, Field(discriminator="name"), ByName]
-
-
-class NoUnfreezing(Named):
-    name: Literal["none"] = "none"
-
-
-class TopOnly(Named):
-    name: Literal["top_only"] = "top_only"
-
-
-class Gradual(Named):
-    name: Literal["gradual"] = "gradual"
-    every_steps: int | None = Field(
-        None, ge=1, description="Unfreeze one more group every this many steps; null: once per epoch (ULMFiT)."
-    )
-    thaw_fraction: float | None = Field(
-        None,
-        gt=0,
-        le=1,
-        description="Spread the unfreezing evenly over this share of the run, whatever the model's depth, so "
-        "that every group trains from then on; null: once per epoch, or every_steps.",
-    )
-
-    @model_validator(mode="after")
-    def _one_pace(self) -> Gradual:
-        if self.every_steps is not None and self.thaw_fraction is not None:
-            raise ValueError("gradual unfreezing takes every_steps or thaw_fraction, not both (set the other to null)")
-        return self
-
-
-class ChainThaw(Named):
-    name: Literal["chain_thaw"] = "chain_thaw"
-
-
-class Sequential(Named):
-    name: Literal["sequential"] = "sequential"
-    new_epochs: int = Field(1, ge=1, description="Epochs training only the new parameters.")
-    body_epochs: int = Field(1, ge=1, description="Then epochs training all but the embeddings.")
-
-
-Unfreezing = Annotated[NoUnfreezing | TopOnly | Gradual | ChainThaw | Sequential, Field(discriminator="name"), ByName]
-
-
-class L2SP(Named):
-    name: Literal["l2_sp"] = "l2_sp"
-    alpha: float = Field(0.01, ge=0, description="Pull of pretrained weights toward their starting point.")
-    beta: float = Field(0.01, ge=0, description="Plain L2 on the new weights (Li et al. 2018).")
-
-
-class EWC(Named):
-    name: Literal["ewc"] = "ewc"
-    weight: float = Field(1.0, ge=0, description="lambda: strength of the Fisher-weighted pull.")
-    fisher_data: str = Field(description="Dataset whose text estimates the Fisher (masked-LM objective).")
-    fisher_batches: int = Field(16, ge=1, le=10_000, description="Batches used for the estimate.")
-
-
-class SourceDistillation(Named):
-    name: Literal["source_distillation"] = "source_distillation"
-    source_model: str = Field(description="Id of a trained model with the same labels whose predictions anchor.")
-    weight: float = Field(1.0, ge=0, description="Weight of the KL term.")
-    temperature: float = Field(2.0, gt=0, description="Softmax temperature of both distributions.")
-
-
-Regularizer = Annotated[L2SP | EWC | SourceDistillation, Field(discriminator="name"), ByName]
+LrSchedule = SCHEDULES.union()
+Unfreezing = UNFREEZING.union()
+Regularizer = REGULARIZERS.union()
 
 
 class OptimizationConfig(Strict):
-    train: Literal["all", "head_only", "adapters", "lora"] = Field(
+    train: TrainStrategy = Field(
         "all",
-        description="Which weights train: all (fine-tuning), head_only (frozen encoder: feature extraction), "
-        "adapters (with model.adapters), lora (with model.lora).",
+        description=unit_descriptions(
+            "app.adaptation.strategies",
+            "Which weights train (adapters needs model.adapters, lora needs model.lora).",
+        ),
     )
-    unfreezing: Unfreezing = Field(default_factory=NoUnfreezing, description="When each layer group trains.")
+    unfreezing: Unfreezing = Field(
+        default_factory=UNFREEZING.default("none"), description="When each layer group trains."
+    )
     discriminative_decay: float | None = Field(
         None, ge=1, description="Group l gets lr / decay^(distance from the top); 2.6 in ULMFiT; null: off."
     )
-    lr_schedule: LrSchedule = Field(default_factory=LinearWarmup, description="Learning rate over the run.")
+    lr_schedule: LrSchedule = Field(
+        default_factory=SCHEDULES.default("linear_warmup"), description="Learning rate over the run."
+    )
     regularizers: list[Regularizer] = Field(default_factory=list, description="Penalties added to the loss.")
     weight_decay: float = Field(0.01, ge=0, le=1, description="AdamW decoupled weight decay.")
     max_grad_norm: float | None = Field(1.0, gt=0, description="Gradient clipping; null for none.")
@@ -295,8 +244,11 @@ class JobSpec(Strict):
         description="Sentence pairs: two columns encoded as the base model's pair input (instead of text_field).",
     )
     label_field: str = Field("label", min_length=1, description="Column holding the label.")
-    task: Literal["single_label", "multi_label"] = Field(
-        "single_label", description="multi_label: several labels per text (a JSON list, or one delimited string)."
+    task: TaskType = Field(
+        "single_label",
+        description=unit_descriptions(
+            "app.adaptation.tasks", "multi_label: several labels per text (a JSON list, or one delimited string)."
+        ),
     )
     label_delimiter: str = Field("|", min_length=1, max_length=5, description="multi_label: separates labels.")
     threshold: float | None = Field(
@@ -313,7 +265,7 @@ class JobSpec(Strict):
         default_factory=list, max_length=8, description="Auxiliary tasks trained jointly with the main one."
     )
     task_sampling: TaskSampling = Field(
-        default_factory=Proportional,
+        default_factory=SAMPLINGS.default("proportional"),
         description="Which task each step trains (one task and batch per step): proportional to its batches, "
         "uniform, or temperature-scaled.",
     )
@@ -345,6 +297,20 @@ class JobSpec(Strict):
     def distilling(self) -> Distillation | None:
         """The distillation settings when the job has a teacher, else None."""
         return (self.distillation or Distillation()) if self.teacher is not None else None
+
+    def references(self) -> Iterator[Reference]:
+        """Every dataset and model this spec reads, its ensemble members' included, each with the
+        path of the field that names it."""
+        for name in type(self).model_fields:
+            yield from _references_in(getattr(self, name), name, self)
+        if self.teacher is not None:
+            yield ModelRef("teacher", self.teacher, "teacher", self.base_model)
+
+    def dataset_refs(self) -> list[DatasetRef]:
+        return [ref for ref in self.references() if isinstance(ref, DatasetRef)]
+
+    def model_refs(self) -> list[ModelRef]:
+        return [ref for ref in self.references() if isinstance(ref, ModelRef)]
 
     @property
     def trains_own_encoder(self) -> bool:
@@ -402,6 +368,22 @@ class JobSpec(Strict):
             raise ValueError("a job is an ensemble or a distilled student, not both: distil from an ensemble instead")
 
 
+def _references_in(value: object, path: str, job: JobSpec) -> Iterator[Reference]:
+    """The references of one field's value: a part of the spec that declares them, a list of parts,
+    or (an ensemble's members, a stage's job) a spec of its own, walked with itself as the job."""
+    if isinstance(value, JobSpec):
+        yield from under(path, value.references())
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _references_in(item, f"{path}.{index}", job)
+    elif isinstance(value, BaseModel):
+        if isinstance(value, Referencing):
+            yield from under(path, value.references(job))
+        for name in type(value).model_fields:
+            if not (isinstance(value, Stage) and name == "job"):  # a stage's job reads the stage's own data
+                yield from _references_in(getattr(value, name), f"{path}.{name}", job)
+
+
 MEMBER_WEBHOOK = "the job's webhook announces the whole ensemble; set it on the job, not on a member"
 
 
@@ -421,6 +403,8 @@ class Ensemble(Strict):
 
 
 JobSpec.model_rebuild()
+Stage.model_rebuild(_types_namespace={"JobSpec": JobSpec})
+JobSpec.model_rebuild(force=True)
 
 # Unfreezing schedules whose trainable set stays the same for the whole run: DDP reduces the
 # parameters that require grad when it is built, so a set that changes mid-run cannot train with it.

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.db.models import Dataset, Job, new_id
 from app.db.pagination import newest_first
+from app.schemas.spec import JobSpec
 from app.services.errors import Conflict, InvalidInput, NotFound
 from app.storage.store import ArtifactStore
 from app.storage.tables import InvalidTable, Table, label_counts, parse_table, require_column
@@ -64,18 +65,9 @@ def _label_column(table: Table, label_field: str | None) -> str | None:
 
 
 def referenced_datasets(spec: dict[str, Any]) -> set[str]:
-    """Every dataset a stored (expanded) job spec reads: its data, EWC's Fisher data, the data of its
-    stages and auxiliary tasks, consistency's and distillation's unlabeled text, and all of these for
-    each ensemble member. Specs stored before an option existed simply lack its key."""
-    named: list[Any] = [spec.get("data", {}).get(k) for k in ("train", "validation", "test")]
-    named += [r.get("fisher_data") for r in spec.get("optimization", {}).get("regularizers", [])]
-    named += [part.get("data") for part in [*spec.get("stages", []), *spec.get("tasks", [])]]
-    named.append((spec.get("consistency") or {}).get("data"))
-    named.append((spec.get("distillation") or {}).get("unlabeled"))
-    found = {dataset_id for dataset_id in named if dataset_id is not None}
-    for member in (spec.get("ensemble") or {}).get("members", []):
-        found |= referenced_datasets(member)
-    return found
+    """Every dataset a stored (expanded) job spec reads (JobSpec.dataset_refs: its data and every
+    option's, its ensemble members' too)."""
+    return {ref.dataset_id for ref in JobSpec.model_validate(spec).dataset_refs()}
 
 
 def get_dataset(session: Session, *, tenant_id: str, dataset_id: str) -> Dataset:

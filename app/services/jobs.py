@@ -13,6 +13,7 @@ from app.catalog import Catalog, UnknownBaseModel
 from app.db.models import Dataset, Job, JobEvent, Model, new_id, utcnow
 from app.db.pagination import newest_first
 from app.schemas.recipes import SpecError, describe, expand
+from app.schemas.references import DatasetRef, ModelRef
 from app.schemas.spec import Compute, JobSpec, labels_of
 from app.services.datasets import CachedRows, RowSource, check_columns, get_dataset
 from app.services.errors import Conflict, InvalidInput, NotFound, Unavailable
@@ -40,34 +41,35 @@ def validate_spec(raw: Any) -> JobSpec:
 
 
 def check_data(session: Session, store: ArtifactStore, spec: JobSpec, tenant_id: str, *, catalog: Catalog) -> None:
-    """Every dataset is the tenant's and has the fields, train has at least two classes; then the
-    inputs of regularizers, stages, tasks, consistency, distillation and ensemble members."""
+    """Everything the spec references (JobSpec.dataset_refs, model_refs) is the tenant's and fits:
+    every dataset has the columns its reader needs, train has at least two classes, as have the
+    labeled datasets of stages and tasks; every model is one the job can read. Then the student's
+    cut and the ensemble members' base models."""
     rows = CachedRows(store)
-    refs = {
-        "data.train": spec.data.train,
-        "data.validation": spec.data.validation,
-        "data.test": spec.data.test,
-    }
     classes: list[str] = []
-    for field, dataset_id in refs.items():
-        if dataset_id is None:
-            continue
-        dataset = _tenant_dataset(session, tenant_id, field, dataset_id)
-        purpose = "training a classifier" if field == "data.train" else "evaluating the classifier"
+    for ref in spec.dataset_refs():
+        dataset = _tenant_dataset(session, tenant_id, ref.path, ref.dataset_id)
         check_columns(
-            rows, dataset, text_fields=spec.input_fields, label_field=spec.label_field, field=field, labels_for=purpose
+            rows,
+            dataset,
+            text_fields=list(ref.text_fields),
+            label_field=ref.label_field,
+            field=ref.path,
+            labels_for=ref.labels_for,
         )
-        if field == "data.train":
+        if ref.path == "data.train":
             classes = _classes(rows, dataset, spec)
             if len(classes) < 2:
                 raise InvalidInput(
-                    f"data.train: dataset {dataset_id!r} has only one class in {spec.label_field!r} "
+                    f"data.train: dataset {ref.dataset_id!r} has only one class in {spec.label_field!r} "
                     f"({', '.join(classes)}); a classifier needs at least two"
                 )
-    check_regularizer_inputs(session, spec, tenant_id, classes)
-    check_signal_inputs(session, rows, spec, tenant_id)
-    check_teacher(session, catalog, spec, tenant_id, classes)
-    check_members(session, rows, catalog, spec, tenant_id, classes)
+        elif ref.min_classes and ref.label_field is not None:
+            _check_classes(rows, dataset, ref)
+    for ref in spec.model_refs():
+        check_model(session, ref, tenant_id, classes)
+    check_student(catalog, spec)
+    check_members(catalog, spec)
 
 
 def _tenant_dataset(session: Session, tenant_id: str, field: str, dataset_id: str) -> Dataset:
@@ -77,130 +79,66 @@ def _tenant_dataset(session: Session, tenant_id: str, field: str, dataset_id: st
         raise InvalidInput(f"{field}: dataset {dataset_id!r} not found") from None
 
 
-def check_regularizer_inputs(
-    session: Session, spec: JobSpec, tenant_id: str, train_classes: list[str], *, where: str = ""
-) -> None:
-    """EWC's Fisher data is the tenant's dataset; a distillation source is the tenant's model with the
-    same base model (tokenizer) and labels. `where` prefixes field paths (an ensemble member's)."""
-    for index, options in enumerate(spec.optimization.regularizers):
-        path = f"{where}optimization.regularizers.{index}"
-        if options.name == "ewc":
-            dataset = _tenant_dataset(session, tenant_id, f"{path}.fisher_data", options.fisher_data)
-            if spec.text_field not in dataset.columns:
-                raise InvalidInput(f"{path}.fisher_data: dataset {dataset.id!r} has no column {spec.text_field!r}")
-        elif options.name == "source_distillation":
-            source = session.get(Model, options.source_model)
-            if source is None or source.tenant_id != tenant_id:
-                raise InvalidInput(f"{path}.source_model: model {options.source_model!r} not found")
-            if (source.spec or {}).get("ensemble"):
-                raise InvalidInput(
-                    f"{path}.source_model: model {source.id!r} is an ensemble; source_distillation anchors to a "
-                    "single model (distil from an ensemble with `teacher` instead)"
-                )
-            if source.base_model != spec.base_model or sorted(source.labels) != train_classes:
-                raise InvalidInput(
-                    f"{path}.source_model: model {source.id!r} must share the job's base_model "
-                    f"({spec.base_model!r}) and labels ({', '.join(train_classes)}); it has "
-                    f"{source.base_model!r} and {', '.join(sorted(source.labels))}"
-                )
+_COUNTS = {2: "two", 3: "three"}
 
 
-def check_signal_inputs(session: Session, rows: RowSource, spec: JobSpec, tenant_id: str, *, where: str = "") -> None:
-    """The datasets of stages, auxiliary tasks, consistency and distillation are the tenant's and have
-    their text column; classification stages and tasks also a label column with at least two classes.
-    Unlabeled datasets serve masked-LM stages and tasks, consistency and distillation."""
-    for index, stage in enumerate(spec.stages):
-        classify = stage.objective == "classification"
-        _check_signal_dataset(
-            session,
-            rows,
-            tenant_id,
-            f"{where}stages.{index}.data",
-            stage.data,
-            text_field=stage.text_field or spec.text_field,
-            label_field=(stage.label_field or spec.label_field) if classify else None,
-            labels_for="a classification stage",
-            limit=stage.max_examples,
-        )
-    for index, task in enumerate(spec.tasks):
-        if task.data is None:
-            continue  # a masked-LM task without data reads the main task's text
-        _check_signal_dataset(
-            session,
-            rows,
-            tenant_id,
-            f"{where}tasks.{index}.data",
-            task.data,
-            text_field=task.text_field or spec.text_field,
-            label_field=(task.label_field or spec.label_field) if task.objective == "classification" else None,
-            labels_for="a classification task",
-        )
-    if spec.consistency is not None:
-        text_field = spec.consistency.text_field or spec.text_field
-        _check_signal_dataset(
-            session, rows, tenant_id, f"{where}consistency.data", spec.consistency.data, text_field=text_field
-        )
-    distilling = spec.distilling
-    if distilling is not None and distilling.unlabeled is not None:
-        text_field = distilling.unlabeled_text_field or spec.text_field
-        _check_signal_dataset(
-            session, rows, tenant_id, f"{where}distillation.unlabeled", distilling.unlabeled, text_field=text_field
-        )
-
-
-def _check_signal_dataset(
-    session: Session,
-    rows: RowSource,
-    tenant_id: str,
-    field: str,
-    dataset_id: str,
-    *,
-    text_field: str,
-    label_field: str | None = None,
-    labels_for: str = "",
-    limit: int | None = None,
-) -> None:
-    dataset = _tenant_dataset(session, tenant_id, field, dataset_id)
-    check_columns(rows, dataset, text_fields=[text_field], label_field=label_field, field=field, labels_for=labels_for)
-    if label_field is None:
-        return
-    values = (row[label_field] for row in rows.read_dataset(dataset.id)[:limit])
+def _check_classes(rows: RowSource, dataset: Dataset, ref: DatasetRef) -> None:
+    assert ref.label_field is not None
+    values = (row[ref.label_field] for row in rows.read_dataset(dataset.id)[: ref.limit])
     classes = sorted({value if isinstance(value, str) else "|".join(value) for value in values})
-    if len(classes) < 2:
+    if len(classes) < ref.min_classes:
+        limit = ref.limit
         within = f" among its first {limit} rows (max_examples)" if limit is not None and limit < dataset.rows else ""
         raise InvalidInput(
-            f"{field}: dataset {dataset.id!r} has only one class in {label_field!r}{within} "
-            f"({', '.join(classes)}); {labels_for} needs at least two"
+            f"{ref.path}: dataset {dataset.id!r} has only one class in {ref.label_field!r}{within} "
+            f"({', '.join(classes)}); {ref.labels_for} needs at least {_COUNTS.get(ref.min_classes, ref.min_classes)}"
         )
 
 
-def check_teacher(session: Session, catalog: Catalog, spec: JobSpec, tenant_id: str, train_classes: list[str]) -> None:
-    """A teacher is the tenant's single_label model (or ensemble) whose labels cover the training
-    labels; a student cut from the base model keeps fewer layers than it has."""
-    if spec.teacher is None:
+def check_model(session: Session, ref: ModelRef, tenant_id: str, train_classes: list[str]) -> None:
+    """A distillation source is the tenant's single model with the job's base model (tokenizer) and
+    labels; a teacher is the tenant's single_label model (or ensemble) whose labels cover the
+    training labels."""
+    model = session.get(Model, ref.model_id)
+    if model is None or model.tenant_id != tenant_id:
+        raise InvalidInput(f"{ref.path}: model {ref.model_id!r} not found")
+    if ref.role == "source":
+        if (model.spec or {}).get("ensemble"):
+            raise InvalidInput(
+                f"{ref.path}: model {model.id!r} is an ensemble; source_distillation anchors to a "
+                "single model (distil from an ensemble with `teacher` instead)"
+            )
+        if model.base_model != ref.base_model or sorted(model.labels) != train_classes:
+            raise InvalidInput(
+                f"{ref.path}: model {model.id!r} must share the job's base_model "
+                f"({ref.base_model!r}) and labels ({', '.join(train_classes)}); it has "
+                f"{model.base_model!r} and {', '.join(sorted(model.labels))}"
+            )
         return
-    teacher = session.get(Model, spec.teacher)
-    if teacher is None or teacher.tenant_id != tenant_id:
-        raise InvalidInput(f"teacher: model {spec.teacher!r} not found")
-    task = (teacher.spec or {}).get("task", "single_label")
+    task = (model.spec or {}).get("task", "single_label")
     if task != "single_label":
         raise InvalidInput(
-            f"teacher: model {teacher.id!r} is {task}; distillation needs a single_label teacher "
+            f"{ref.path}: model {model.id!r} is {task}; distillation needs a single_label teacher "
             "(its softmax gives the soft targets)"
         )
-    outside = sorted(set(train_classes) - set(teacher.labels))
+    outside = sorted(set(train_classes) - set(model.labels))
     if outside:
         raise InvalidInput(
-            f"teacher: the labels {', '.join(map(repr, outside))} of data.train are not among the teacher's "
-            f"labels ({', '.join(teacher.labels)}); a student predicts its teacher's labels"
+            f"{ref.path}: the labels {', '.join(map(repr, outside))} of data.train are not among the teacher's "
+            f"labels ({', '.join(model.labels)}); a student predicts its teacher's labels"
         )
-    if spec.student_layers is not None:
-        layers = _layer_count(catalog, spec.base_model)
-        if layers is not None and spec.student_layers >= layers:
-            raise InvalidInput(
-                f"student_layers: {spec.student_layers} must be fewer than the {layers} layers of base_model "
-                f"{spec.base_model!r} (a student is the base model cut to fewer layers)"
-            )
+
+
+def check_student(catalog: Catalog, spec: JobSpec) -> None:
+    """A student cut from the base model keeps fewer layers than it has."""
+    if spec.teacher is None or spec.student_layers is None:
+        return
+    layers = _layer_count(catalog, spec.base_model)
+    if layers is not None and spec.student_layers >= layers:
+        raise InvalidInput(
+            f"student_layers: {spec.student_layers} must be fewer than the {layers} layers of base_model "
+            f"{spec.base_model!r} (a student is the base model cut to fewer layers)"
+        )
 
 
 def _layer_count(catalog: Catalog, base_model: str) -> int | None:
@@ -212,21 +150,16 @@ def _layer_count(catalog: Catalog, base_model: str) -> int | None:
     return layers if isinstance(layers, int) else None
 
 
-def check_members(
-    session: Session, rows: RowSource, catalog: Catalog, spec: JobSpec, tenant_id: str, train_classes: list[str]
-) -> None:
-    """What an ensemble member may set differently from the job: its base model, regularizers and
-    signal options; members share the job's data and labels."""
+def check_members(catalog: Catalog, spec: JobSpec) -> None:
+    """An ensemble member may train on another base model of the catalog; what it references is
+    checked with the job's (its references are the job's, under ensemble.members.N)."""
     if spec.ensemble is None:
         return
     for index, member in enumerate(spec.ensemble.members):
-        where = f"ensemble.members.{index}."
         try:
             catalog.get(member.base_model)
         except UnknownBaseModel as error:
-            raise InvalidInput(f"{where}base_model: {error.args[0]}") from None
-        check_regularizer_inputs(session, member, tenant_id, train_classes, where=where)
-        check_signal_inputs(session, rows, member, tenant_id, where=where)
+            raise InvalidInput(f"ensemble.members.{index}.base_model: {error.args[0]}") from None
 
 
 def _classes(rows: RowSource, dataset: Dataset, spec: JobSpec) -> list[str]:

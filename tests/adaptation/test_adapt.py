@@ -17,7 +17,7 @@ from app.adaptation import (
     predict_proba,
     save_classifier,
 )
-from app.adaptation.trainer import evaluate
+from app.adaptation.single import evaluate
 from app.schemas.recipes import expand
 from tests.utils.data import sentiment
 

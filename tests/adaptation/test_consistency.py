@@ -8,9 +8,12 @@ from app.adaptation.masked_lm import maskable_positions
 from app.adaptation.objectives import ObjectiveContext, StepInputs
 from app.adaptation.objectives.consistency import ConsistencyObjective, consistency_loss
 from app.adaptation.perturbations import PERTURBATIONS, Tokens
+from app.adaptation.perturbations.token_deletion import TokenDeletion
+from app.adaptation.perturbations.token_mask import TokenMask
+from app.adaptation.perturbations.token_swap import TokenSwap
 from app.adaptation.resources import Resources
 from app.adaptation.tasks import TASKS
-from app.schemas.signal import Consistency, TokenDeletion, TokenMask, TokenSwap
+from app.schemas.signal import Consistency
 from tests.adaptation.helpers import classifier, job
 from tests.utils.data import sentiment
 

@@ -7,8 +7,8 @@ from safetensors.torch import load_file
 from transformers import AutoTokenizer
 
 from app.adaptation import InvalidTaskData, TaskData, adapt, load_classifier
-from app.adaptation.adapt import save_result
 from app.adaptation.data import Batch, LabeledTexts
+from app.adaptation.job import save_result
 from app.adaptation.model import load_pretrained_encoder
 from app.adaptation.objectives import ObjectiveContext, StepInputs
 from app.adaptation.objectives.distillation import Distill, distillation_loss
@@ -67,7 +67,7 @@ def test_the_student_targets_are_the_teachers_softened_probabilities(tiny_model_
     task = TASKS.get("single_label")(teacher.labels, None)
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     ctx = ObjectiveContext(
-        spec, model, tokenizer, torch.device("cpu"), train, task, Resources(teachers={"t": teacher}), _Quiet()
+        spec, model, tokenizer, torch.device("cpu"), train, task, Resources(models={"t": teacher}), _Quiet()
     )
     objective = Distill(ctx)
     assert teacher.calls == [3.0]
@@ -121,7 +121,7 @@ def test_a_distilled_student_job_saves_a_smaller_model(tmp_path):
     base = build_tiny_bert(tmp_path / "base", layers=4)
     teacher = FixedTeacher()
     spec = job(teacher="t", student_layers=2, training={"epochs": 2})
-    result = adapt(spec, TaskData(sentiment(60)), base, resources=Resources(teachers={"t": teacher}))
+    result = adapt(spec, TaskData(sentiment(60)), base, resources=Resources(models={"t": teacher}))
     assert result.metrics["distillation"] == {"teacher": "t", "student_layers": 2}
     save_result(result, spec, tmp_path / "student")
     loaded = load_classifier(tmp_path / "student", base)
@@ -139,4 +139,4 @@ def result_probabilities(result, texts):
 def test_labels_outside_the_teachers_are_refused(tiny_model_dir):
     data = LabeledTexts(["a", "b", "c", "d"], ["negative", "positive", "neutral", "neutral"])
     with pytest.raises(InvalidTaskData, match="labels the teacher 't' does not: 'neutral'"):
-        adapt(job(teacher="t"), TaskData(data), tiny_model_dir, resources=Resources(teachers={"t": FixedTeacher()}))
+        adapt(job(teacher="t"), TaskData(data), tiny_model_dir, resources=Resources(models={"t": FixedTeacher()}))

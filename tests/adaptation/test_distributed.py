@@ -22,7 +22,6 @@ from pydantic import ValidationError
 from safetensors.torch import load_file, save_file
 
 from app.adaptation import Cancelled, Checkpoints, Paused, SilentCallbacks, TaskData, adapt, load_classifier
-from app.adaptation.adapt import save_result
 from app.adaptation.data import Batches
 from app.adaptation.distributed import (
     AGREE_EVERY_STEPS,
@@ -36,6 +35,7 @@ from app.adaptation.distributed import (
     shard,
     steps_per_epoch,
 )
+from app.adaptation.job import save_result
 from tests.adaptation.helpers import job
 from tests.utils.data import sentiment
 from tests.utils.services import free_port

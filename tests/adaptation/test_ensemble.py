@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from app.adaptation import Checkpoints, TaskData, adapt, load_classifier
-from app.adaptation.adapt import save_result
 from app.adaptation.ensemble import LoadedEnsemble, load_model
+from app.adaptation.job import save_result
 from app.schemas.recipes import expand
 from tests.utils.data import sentiment
 

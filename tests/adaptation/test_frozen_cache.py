@@ -9,12 +9,12 @@ import torch
 from transformers import AutoTokenizer
 
 from app.adaptation import SilentCallbacks, TaskData, adapt
+from app.adaptation.classification import classification_trainer
 from app.adaptation.data import token_batches
 from app.adaptation.frozen_cache import EVENT, frozen_bottom
 from app.adaptation.groups import layer_groups
 from app.adaptation.strategies import STRATEGIES
 from app.adaptation.tasks import TASKS
-from app.adaptation.trainer import Trainer
 from tests.adaptation.helpers import classifier, job
 from tests.adaptation.test_checkpoint import Interrupt, assert_same_model, run
 from tests.adaptation.test_checkpoint import spec as checkpoint_spec
@@ -72,7 +72,7 @@ def train(tiny_model_dir, unfreezing, epochs=2, training=None, model=None, **opt
     before = {name: p.detach().clone() for name, p in net.named_parameters()}
     counter, callbacks = RowCounter(net), Events()
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    trainer = Trainer(net, tokenizer, TASKS.get("single_label")(LABELS, None), spec, callbacks, 60)
+    trainer = classification_trainer(net, tokenizer, TASKS.get("single_label")(LABELS, None), spec, callbacks, 60)
     trainer.fit(TRAIN, None)  # no validation: the last epoch is kept, and layer 0 runs only to train
     return net, before, counter.rows, callbacks
 

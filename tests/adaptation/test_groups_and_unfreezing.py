@@ -4,11 +4,15 @@ import pytest
 import torch
 
 from app.adaptation import SilentCallbacks
+from app.adaptation.classification import classification_trainer
 from app.adaptation.groups import layer_groups
 from app.adaptation.strategies import STRATEGIES
-from app.adaptation.trainer import Trainer
 from app.adaptation.unfreezing import UNFREEZING, Position
-from app.schemas.spec import ChainThaw, Gradual, NoUnfreezing, Sequential, TopOnly
+from app.adaptation.unfreezing.chain_thaw import ChainThaw
+from app.adaptation.unfreezing.gradual import Gradual
+from app.adaptation.unfreezing.none import NoUnfreezing
+from app.adaptation.unfreezing.sequential import Sequential
+from app.adaptation.unfreezing.top_only import TopOnly
 from tests.adaptation.helpers import classifier, job
 from tests.utils.data import sentiment
 
@@ -146,7 +150,7 @@ def test_training_changes_exactly_the_scheduled_groups(tiny_model_dir, unfreezin
     model = classifier(tiny_model_dir, spec)
     STRATEGIES.get("all")(model)
     data = sentiment(64, seed=3)  # 4 steps per epoch of 16
-    trainer = Trainer(model, _tokenizer(tiny_model_dir), single(["negative", "positive"]), spec, None, 0.0)
+    trainer = classification_trainer(model, _tokenizer(tiny_model_dir), single(["negative", "positive"]), spec, None, 0)
     watcher = StepWatcher(model, trainer.groups)
     trainer.callbacks = watcher
     trainer.fit(data, sentiment(16, seed=4))
@@ -167,10 +171,11 @@ def test_the_best_epoch_restores_groups_trained_only_before_it(tiny_model_dir):
     )
     model = classifier(tiny_model_dir, spec)
     STRATEGIES.get("all")(model)
-    trainer = Trainer(model, _tokenizer(tiny_model_dir), single(["negative", "positive"]), spec, SilentCallbacks(), 60)
+    task = single(["negative", "positive"])
+    trainer = classification_trainer(model, _tokenizer(tiny_model_dir), task, spec, SilentCallbacks(), 60)
     validation = sentiment(40, seed=4)
     outcome = trainer.fit(sentiment(64, seed=3), validation)
-    again = trainer._evaluate(trainer._batches(validation, validation, outcome)[1], validation.labels)
+    again = trainer.evaluate(validation.labels)
     assert again["accuracy"] == outcome.best_metrics["accuracy"]
 
 

@@ -15,12 +15,14 @@ import torch
 from transformers import AutoTokenizer
 
 from app.adaptation import SilentCallbacks, TaskData, adapt
+from app.adaptation.classification import ClassificationLoss
 from app.adaptation.data import Batches, token_batches
 from app.adaptation.masked_lm import lm_head, masked_batch_loss
 from app.adaptation.multitask import MultiTaskBatches
-from app.adaptation.objectives import ObjectiveContext, StepInputs, build_objectives, step_generator
+from app.adaptation.objectives import ObjectiveContext, StepInputs, build_objectives
 from app.adaptation.objectives.masked_lm import MainTextMaskedLM
 from app.adaptation.resources import Resources
+from app.adaptation.seeding import step_generator
 from app.adaptation.tasks import TASKS
 from app.adaptation.trainer import Trainer
 from tests.adaptation.helpers import classifier, job
@@ -139,11 +141,11 @@ def multitask_run(tiny_model_dir):
     steps, heads = [], {}
     real_step = Trainer._step
 
-    def step(self, batch, optimizer, scheduler, number):
+    def step(self, batch, number):
         before = watched(self.model)
         if "task_topic" in self.model.extra_heads:
             heads["topic"] = self.model.extra_heads["task_topic"]
-        loss = real_step(self, batch, optimizer, scheduler, number)
+        loss = real_step(self, batch, number)
         steps.append({"part": self.stage, "task": batch.task, "labels": batch.labels.clone()})
         steps[-1].update(number=number, before=before, after=watched(self.model))
         return loss
@@ -258,24 +260,20 @@ def test_a_masked_lm_task_without_data_is_weight_times_the_masked_lm_loss_of_the
 
 def test_every_main_step_adds_the_masked_lm_loss_to_the_main_loss(tiny_model_dir, monkeypatch):
     steps: list[dict] = []
-    real_step, real_update, real_loss = Trainer._step, Trainer._update, MainTextMaskedLM.loss
+    real_step, real_loss = ClassificationLoss.loss, MainTextMaskedLM.loss
 
-    def step(self, batch, optimizer, scheduler, number):
+    def step(self, batch, number):
         steps.append({"number": number, "lm": []})
-        steps[-1]["main"] = real_step(self, batch, optimizer, scheduler, number)
-        return steps[-1]["main"]
-
-    def update(self, total, optimizer, scheduler):
-        steps[-1]["total"] = total.detach().clone()
-        return real_update(self, total, optimizer, scheduler)
+        total, main = real_step(self, batch, number)
+        steps[-1].update(total=total.detach().clone(), main=main)
+        return total, main
 
     def loss(self, model, inputs):
         value = real_loss(self, model, inputs)
         steps[-1]["lm"].append((inputs.step, value.detach().clone()))
         return value
 
-    monkeypatch.setattr(Trainer, "_step", step)
-    monkeypatch.setattr(Trainer, "_update", update)
+    monkeypatch.setattr(ClassificationLoss, "loss", step)
     monkeypatch.setattr(MainTextMaskedLM, "loss", loss)
     spec = job(tasks=[{"name": "lm", "objective": "masked_lm", "weight": 0.5}], training={"epochs": 1})
     result = adapt(spec, MAIN, tiny_model_dir, None, 60.0)

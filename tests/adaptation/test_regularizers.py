@@ -6,9 +6,14 @@ import copy
 import pytest
 import torch
 
+from app.adaptation.artifact import LoadedClassifier
 from app.adaptation.regularizers import REGULARIZERS, RegularizerContext
+from app.adaptation.regularizers.ewc import EWC
+from app.adaptation.regularizers.l2_sp import L2SP
+from app.adaptation.regularizers.source_distillation import SourceDistillation
+from app.adaptation.resources import Resources
 from app.adaptation.strategies import STRATEGIES
-from app.schemas.spec import EWC, L2SP, SourceDistillation
+from app.schemas.references import DatasetRef, ModelRef
 from tests.adaptation.helpers import classifier, job
 from tests.adaptation.test_groups_and_unfreezing import _tokenizer
 from tests.utils.data import sentiment
@@ -19,9 +24,8 @@ def setup(tiny_model_dir):
     model = classifier(tiny_model_dir, job())
     STRATEGIES.get("all")(model)
     tokenizer = _tokenizer(tiny_model_dir)
-    context = RegularizerContext(
-        model, tokenizer, torch.device("cpu"), 32, 8, 0, texts={"ds_text": sentiment(64).texts}
-    )
+    resources = Resources(tables={"ds_text": [{"text": text} for text in sentiment(64).texts]})
+    context = RegularizerContext(model, tokenizer, torch.device("cpu"), 32, 8, 0, "text", resources)
     return model, tokenizer, context
 
 
@@ -78,7 +82,7 @@ def test_ewc_fisher_is_a_real_masked_lm_estimate_and_weights_the_pull(setup):
 
 def test_source_distillation_is_zero_against_itself_and_pulls_toward_the_source(setup):
     model, tokenizer, context = setup
-    context.source_models = {"mdl_src": copy.deepcopy(model)}
+    context.resources.models["mdl_src"] = LoadedClassifier(copy.deepcopy(model), tokenizer, ["neg", "pos"], 32)
     penalty = REGULARIZERS.get("source_distillation")(
         SourceDistillation(source_model="mdl_src", weight=1.0, temperature=2.0), context
     )
@@ -96,3 +100,20 @@ def test_source_distillation_is_zero_against_itself_and_pulls_toward_the_source(
     value.backward()
     assert model.head[1].bias.grad[0] > 0 > model.head[1].bias.grad[1]  # descent undoes the shift
     assert all(p.grad is None for p in penalty.source.parameters())
+
+
+def test_a_regularizer_declares_the_dataset_or_model_it_reads():
+    spec = job(
+        base_model="minilm-l6",
+        text_field="sentence",
+        optimization={
+            "regularizers": [
+                {"name": "ewc", "fisher_data": "ds_fisher"},
+                {"name": "source_distillation", "source_model": "mdl_src"},
+            ]
+        },
+    )
+    assert DatasetRef("optimization.regularizers.0.fisher_data", "ds_fisher", ("sentence",)) in spec.dataset_refs()
+    assert spec.model_refs() == [
+        ModelRef("optimization.regularizers.1.source_model", "mdl_src", "source", "minilm-l6")
+    ]

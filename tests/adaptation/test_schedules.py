@@ -3,7 +3,10 @@ import math
 import pytest
 
 from app.adaptation.schedules import SCHEDULES
-from app.schemas.spec import Constant, Cosine, LinearWarmup, SlantedTriangular
+from app.adaptation.schedules.constant import Constant
+from app.adaptation.schedules.cosine import Cosine
+from app.adaptation.schedules.linear_warmup import LinearWarmup
+from app.adaptation.schedules.slanted_triangular import SlantedTriangular
 
 
 def curve(name: str, options, total: int) -> list[float]:

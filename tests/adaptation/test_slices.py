@@ -7,9 +7,9 @@ from transformers import AutoTokenizer
 from app.adaptation import TaskData, adapt
 from app.adaptation.data import Batch, LabeledTexts
 from app.adaptation.objectives import ObjectiveContext, StepInputs
-from app.adaptation.objectives.slices import SliceHeads, head_name
+from app.adaptation.objectives.slices import SliceHeads, examples, head_name
 from app.adaptation.resources import Resources
-from app.adaptation.slicing import examples, members
+from app.adaptation.slicing import members
 from app.adaptation.tasks import TASKS
 from app.schemas.signal import SliceSpec
 from tests.adaptation.helpers import classifier, job

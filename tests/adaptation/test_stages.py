@@ -12,11 +12,21 @@ from collections import Counter
 import pytest
 import torch
 
-from app.adaptation import Cancelled, Checkpoints, SilentCallbacks, TaskData, adapt, load_classifier, predict_proba
+from app.adaptation import (
+    Cancelled,
+    Checkpoints,
+    Paused,
+    SilentCallbacks,
+    TaskData,
+    adapt,
+    load_classifier,
+    predict_proba,
+)
+from app.adaptation import masked_lm as masked_lm_module
 from app.adaptation import stages as stages_module
-from app.adaptation.adapt import save_result
 from app.adaptation.artifact import read_card
 from app.adaptation.data import token_batches
+from app.adaptation.job import save_result
 from app.adaptation.masked_lm import TiedLMHead, masked_batch_loss
 from app.adaptation.model import TextClassifier, load_pretrained_encoder
 from app.adaptation.resources import Resources
@@ -24,7 +34,7 @@ from app.schemas.recipes import SpecError, stage_spec
 from tests.adaptation.helpers import job
 from tests.utils.data import sentiment, three_way
 
-adapt_module = importlib.import_module("app.adaptation.adapt")  # the package's `adapt` is the function
+adapt_module = importlib.import_module("app.adaptation.single")  # where the main task's model is built
 
 # ---- data -------------------------------------------------------------------------------------------
 
@@ -183,8 +193,9 @@ def test_a_masked_lm_stage_lowers_masked_lm_loss_on_held_out_text_of_its_domain(
         split.append(list(texts))
         return real_token_batches(tokenizer, texts, *args)
 
-    monkeypatch.setattr(stages_module, "TiedLMHead", RecordedHead)
-    monkeypatch.setattr(stages_module, "token_batches", recorded_token_batches)
+    monkeypatch.setattr(masked_lm_module, "TiedLMHead", RecordedHead)
+    for module in (stages_module, masked_lm_module):  # the held-out text, then the training text
+        monkeypatch.setattr(module, "token_batches", recorded_token_batches)
 
     texts = domain_texts(held_out=False, n=200, seed=1)
     ours = domain_texts(held_out=True, n=96, seed=2)  # never seen by the stage, in any form
@@ -353,6 +364,34 @@ def test_a_finished_stage_is_not_run_again_and_hands_on_its_weights(crashed_in_s
 def test_a_job_resumed_after_a_finished_stage_ends_with_the_unbroken_runs_weights(crashed_in_stage_2):
     unbroken, resumed = crashed_in_stage_2["unbroken"]["result"], crashed_in_stage_2["resumed"]["result"]
     assert same(snapshot(unbroken.model), snapshot(resumed.model))
+
+
+class PauseIn(Recorder):
+    """Asks to pause once the part whose label starts with `prefix` has reported `count` times."""
+
+    def __init__(self, count: int, prefix: str) -> None:
+        super().__init__()
+        self.count, self.prefix = count, prefix
+
+    def should_pause(self):
+        return sum(p.stage.startswith(self.prefix) for p in self.progress) >= self.count
+
+
+def test_a_masked_lm_stage_pauses_inside_its_run_and_resumes_to_the_unbroken_weights(tiny_model_dir, tmp_path):
+    spec = job(stages=[mlm_stage(epochs=2)], training={"epochs": 1})
+    unbroken = adapt(spec, MAIN, tiny_model_dir, None, 0.0, resources(), Checkpoints(tmp_path / "unbroken", 100))
+    pausing = PauseIn(3, "stage 1/1")
+    with pytest.raises(Paused, match="paused at step 3 of 10"):  # 2 epochs of 5 batches
+        adapt(spec, MAIN, tiny_model_dir, pausing, 0.0, resources(), Checkpoints(tmp_path / "paused", 100))
+    recorder = Recorder()
+    resumed = adapt(spec, MAIN, tiny_model_dir, recorder, 0.0, resources(), Checkpoints(tmp_path / "paused", 100))
+    assert [(m, d["step"]) for k, m, d in recorder.events if k == "resumed"] == [
+        ("stage 1/1 (masked_lm): resumed from the checkpoint at step 3 (epoch 1, batch 3)", 3)
+    ]
+    stage_steps = [p.step for p in recorder.progress if p.stage.startswith("stage 1/1")]
+    assert stage_steps == list(range(4, 11))  # it went on from the step it paused at, not from the start
+    assert same(snapshot(unbroken.model), snapshot(resumed.model))
+    assert unbroken.metrics["stages"][0]["held_out_loss_after"] == resumed.metrics["stages"][0]["held_out_loss_after"]
 
 
 def run_main_crash(spec, tiny_model_dir, tmp_path):

@@ -10,9 +10,9 @@ from sqlalchemy import update
 from app.db.models import Job, utcnow
 from app.db.session import session_scope
 from app.services.sweeper import sweep
-from app.services.training import JobCallbacks, claim, finish, remove_ended_checkpoints, run_job
 from app.storage.artifacts import LocalArtifactStore
 from tests.utils.data import as_csv, sentiment
+from worker.runner import JobCallbacks, claim, finish, remove_ended_checkpoints, run_job
 
 
 @pytest.fixture

@@ -107,7 +107,7 @@ def test_a_recipe_expands_and_the_spec_overrides_it(client, headers, train_id):
         ),
         ({"training": {"batch_size": "big"}}, "training.batch_size: Input should be a valid integer"),
         ({"training": {"epoch": 3}}, "training.epoch: Extra inputs are not permitted"),
-        ({"model": {"pooling": "attention"}}, "model.pooling: Input should be 'mean', 'cls', 'max' or 'scalar_mix'"),
+        ({"model": {"pooling": "attention"}}, "model.pooling: Input should be 'cls', 'max', 'mean' or 'scalar_mix'"),
         ({"label_field": "topic"}, "no label column 'topic'; the columns are: text, label"),
         ({"text_field": "label", "label_field": "label"}, "text_field and label_field must name different"),
         ({"data": None}, "data: Input should be a valid dictionary"),

@@ -16,9 +16,9 @@ from fastapi.testclient import TestClient
 from app.api.main import create_app
 from app.config import Settings
 from app.logs import JsonFormatter, configure_logging, job_context, request_id
+from app.queue import TRAIN_TASK, make_celery
 from tests.conftest import build_settings
 from tests.utils.services import WorkerProcess, wait_for
-from worker.celery_app import TRAIN_TASK, make_celery
 
 
 def json_lines(text: str) -> list[dict]:
@@ -150,7 +150,7 @@ def test_configuring_twice_writes_each_line_once(sqlite_settings, stderr):
 
 
 def test_a_jobs_own_lines_and_its_heartbeat_threads_carry_its_id(sqlite_settings, stderr):
-    from app.services.training import Heartbeat, run_job
+    from worker.runner import Heartbeat, run_job
 
     configure_logging(sqlite_settings, stderr)
     run_job(sqlite_settings, "job_gone")  # nothing to claim: it says so, and returns
@@ -179,6 +179,6 @@ def test_a_worker_writes_json_lines_with_the_job_id(sqlite_settings):
         line = wait_for(not_queued_line, timeout=60)
     finally:
         worker.stop()
-    assert (line["job_id"], line["logger"], line["level"]) == ("job_gone", "app.services.training", "INFO")
+    assert (line["job_id"], line["logger"], line["level"]) == ("job_gone", "worker.runner", "INFO")
     ready = next(text for text in worker.log_path.read_text().splitlines() if "ready." in text)
     assert json.loads(ready)["message"].endswith("ready.")

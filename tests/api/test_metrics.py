@@ -14,17 +14,17 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
 from app.adaptation import TaskData, adapt
-from app.adaptation.adapt import save_result
+from app.adaptation.job import save_result
 from app.api.main import create_app
 from app.config import Settings
 from app.db.models import Job, Model, Tenant, utcnow
 from app.db.session import session_scope
+from app.queue import TRAIN_TASK
 from app.storage.artifacts import LocalArtifactStore
 from tests.adaptation.helpers import job
 from tests.conftest import build_settings
 from tests.utils.data import sentiment
 from tests.utils.services import auth, new_key
-from worker.celery_app import TRAIN_TASK
 
 Samples = dict[tuple[str, frozenset], float]
 

@@ -15,13 +15,13 @@ from app.api.main import create_app
 from app.config import Settings
 from app.db.models import Job, utcnow
 from app.db.session import session_scope
+from app.queue import job_sender, make_celery
 from app.schemas.spec import Compute
 from app.services.routing import gpu_slices, job_queue, plan_worker, queue_name
 from app.services.sweeper import sweep
 from app.storage.artifacts import LocalArtifactStore
 from tests.utils.data import as_csv, sentiment
 from tests.utils.services import ROOT, auth, new_key, service_env
-from worker.celery_app import job_sender, make_celery
 
 # ---- names and plans (no broker) ---------------------------------------------------------------------
 

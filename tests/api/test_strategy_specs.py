@@ -2,6 +2,7 @@
 
 import pytest
 
+from app.adaptation.schedules import SCHEDULES
 from tests.utils.data import as_csv, sentiment
 
 
@@ -27,13 +28,13 @@ def submit(client, headers, spec):
             "adapters and lora would both wrap the same modules (dense)",
         ),
         ({"recipe": "ewc"}, "optimization.regularizers.0.ewc.fisher_data: Field required"),
-        ({"model": {"pooling": "attention"}}, "model.pooling: Input should be 'mean', 'cls', 'max' or 'scalar_mix'"),
+        ({"model": {"pooling": "attention"}}, "model.pooling: Input should be 'cls', 'max', 'mean' or 'scalar_mix'"),
         ({"optimization": {"train": "adapters"}}, "optimization.train 'adapters' needs model.adapters"),
         ({"optimization": {"train": "lora"}}, "optimization.train 'lora' needs model.lora"),
         (
             {"optimization": {"lr_schedule": "wavy"}},
-            "optimization.lr_schedule: Input tag 'wavy' found using 'name' does "
-            "not match any of the expected tags: 'constant', 'linear_warmup', 'slanted_triangular', 'cosine'",
+            "optimization.lr_schedule: Input tag 'wavy' found using 'name' does not match any of the expected "
+            "tags: " + ", ".join(repr(name) for name in SCHEDULES.names()),
         ),
         (
             {"optimization": {"unfreezing": {"name": "gradual", "every_steps": 0}}},

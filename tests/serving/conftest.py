@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from app.adaptation import TaskData, adapt
-from app.adaptation.adapt import save_result
+from app.adaptation.job import save_result
 from tests.adaptation.helpers import job
 from tests.utils.data import sentiment
 

@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from app.adaptation import TaskData, adapt, load_classifier
-from app.adaptation.adapt import save_result
 from app.adaptation.ensemble import load_model
+from app.adaptation.job import save_result
 from app.adaptation.resources import Resources
 from app.api.main import create_app
 from app.config import Settings

@@ -6,12 +6,10 @@ from collections.abc import Callable
 
 from torch import nn
 
-from app.adaptation.registry import Registry, discover
+from app.adaptation.registry import Registry
 from app.schemas.spec import ModelConfig
 
 # A head factory takes (input size, number of labels, the model config) and returns a module
 # mapping the pooled vector to logits.
 HeadFactory = Callable[[int, int, ModelConfig], nn.Module]
-HEADS: Registry[HeadFactory] = Registry("head")
-
-discover(__name__)
+HEADS: Registry[HeadFactory] = Registry("head", __name__)

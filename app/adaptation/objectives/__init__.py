@@ -18,7 +18,7 @@ from transformers import PreTrainedTokenizerBase
 from app.adaptation.callbacks import Callbacks
 from app.adaptation.data import Batch, LabeledTexts
 from app.adaptation.model import TextClassifier
-from app.adaptation.registry import Registry, discover
+from app.adaptation.registry import Registry
 from app.adaptation.resources import Resources
 from app.adaptation.tasks import Task
 from app.schemas.spec import JobSpec
@@ -52,17 +52,9 @@ class Objective(Protocol):
 
 
 ObjectiveBuilder = Callable[[ObjectiveContext], Objective | None]
-OBJECTIVES: Registry[ObjectiveBuilder] = Registry("objective")
+OBJECTIVES: Registry[ObjectiveBuilder] = Registry("objective", __name__)
 
 
 def build_objectives(context: ObjectiveContext) -> list[Objective]:
     built = (OBJECTIVES.get(name)(context) for name in OBJECTIVES.names())
     return [objective for objective in built if objective is not None]
-
-
-def step_generator(seed: int, step: int) -> torch.Generator:
-    """Randomness of one step's extra work (masking, perturbation), the same after a resume."""
-    return torch.Generator().manual_seed(seed * 1_000_003 + step)
-
-
-discover(__name__)

@@ -14,8 +14,9 @@ from torch import nn
 from app.adaptation.data import Batch, StepBatches, token_batches
 from app.adaptation.masked_lm import maskable_positions
 from app.adaptation.model import TextClassifier
-from app.adaptation.objectives import OBJECTIVES, ObjectiveContext, StepInputs, step_generator
+from app.adaptation.objectives import OBJECTIVES, ObjectiveContext, StepInputs
 from app.adaptation.perturbations import PERTURBATIONS, Tokens
+from app.adaptation.seeding import step_generator
 from app.schemas.signal import Consistency
 
 

@@ -29,7 +29,7 @@ class Distill:
     def __init__(self, context: ObjectiveContext) -> None:
         spec, options = context.spec, context.spec.distilling
         assert options is not None and spec.teacher is not None
-        teacher = context.resources.teachers[spec.teacher]
+        teacher = context.resources.teacher(spec.teacher)
         self.options, self.device = options, context.device
         self.main_weight = 1.0 - options.weight
         self.train_targets = teacher.probabilities(context.train.texts, options.temperature)

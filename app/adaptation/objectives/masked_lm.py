@@ -8,7 +8,8 @@ import torch
 
 from app.adaptation.masked_lm import Masking, lm_head
 from app.adaptation.model import TextClassifier
-from app.adaptation.objectives import OBJECTIVES, ObjectiveContext, StepInputs, step_generator
+from app.adaptation.objectives import OBJECTIVES, ObjectiveContext, StepInputs
+from app.adaptation.seeding import step_generator
 from app.schemas.signal import AuxiliaryTask
 
 

@@ -8,17 +8,23 @@ per slice by `slice_metrics`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from app.adaptation.data import LabeledTexts
+from app.adaptation.data import LabeledTexts, Text, encode
 from app.adaptation.model import TextClassifier
 from app.adaptation.objectives import OBJECTIVES, ObjectiveContext, StepInputs
-from app.adaptation.slicing import examples, members
+from app.adaptation.slicing import Examples, members
 from app.adaptation.tasks import Task
 from app.schemas.spec import JobSpec
+
+
+def examples(tokenizer: Any, texts: Sequence[Text], labels: Any, max_length: int) -> Examples:
+    """What the slice rules read of texts: the texts, their labels and their token counts."""
+    return Examples(texts, labels, [len(ids) for ids in encode(tokenizer, texts, max_length)])
 
 
 def head_name(slice_name: str) -> str:

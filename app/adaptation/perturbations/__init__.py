@@ -1,16 +1,21 @@
 """Perturbations of unlabeled text for consistency training (`consistency.perturbation`): each takes
 padded token ids and returns perturbed ids and mask, changing only maskable (real, non-special)
-tokens. None needs an outside model (UDA's back-translation would)."""
+tokens. None needs an outside model (UDA's back-translation would).
+
+The job spec reads each unit's options, so these modules load without torch (registry.py): they
+work through the methods of the tensors they are given.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+from app.adaptation.registry import Registry
 
-from app.adaptation.registry import Registry, discover
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -22,13 +27,11 @@ class Tokens:
     pad_id: int
 
 
-Perturb = Callable[[Tokens, Any, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
-PERTURBATIONS: Registry[Perturb] = Registry("perturbation")
+Perturb = Callable[[Tokens, Any, "torch.Generator"], "tuple[torch.Tensor, torch.Tensor]"]
+PERTURBATIONS: Registry[Perturb] = Registry("perturbation", __name__)
 
 
 def chosen(tokens: Tokens, rate: float, generator: torch.Generator) -> torch.Tensor:
-    """`rate` of the maskable tokens, drawn independently."""
-    return (torch.rand(tokens.input_ids.shape, generator=generator) < rate) & tokens.maskable
-
-
-discover(__name__)
+    """`rate` of the maskable tokens, drawn independently (as torch.rand draws: float32 uniform_)."""
+    draws = tokens.input_ids.float().uniform_(0, 1, generator=generator)
+    return (draws < rate) & tokens.maskable

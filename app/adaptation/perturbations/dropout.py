@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING, Literal
 
 from app.adaptation.perturbations import PERTURBATIONS, Tokens
-from app.schemas.signal import DropoutNoise
+from app.schemas.spec_base import Named
+
+if TYPE_CHECKING:
+    import torch
 
 
-@PERTURBATIONS.register("dropout")
+class DropoutNoise(Named):
+    name: Literal["dropout"] = "dropout"
+
+
+@PERTURBATIONS.register(DropoutNoise)
 def dropout(tokens: Tokens, options: DropoutNoise, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     return tokens.input_ids, tokens.attention_mask

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field
 
 from app.adaptation.perturbations import PERTURBATIONS, Tokens, chosen
-from app.schemas.signal import TokenSwap
+from app.schemas.spec_base import Named
+
+if TYPE_CHECKING:
+    import torch
 
 
-@PERTURBATIONS.register("token_swap")
+class TokenSwap(Named):
+    name: Literal["token_swap"] = "token_swap"
+    rate: float = Field(0.1, gt=0, lt=1, description="Share of tokens swapped with their right neighbour.")
+
+
+@PERTURBATIONS.register(TokenSwap)
 def token_swap(tokens: Tokens, options: TokenSwap, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     ids = tokens.input_ids.clone()
     picked = chosen(tokens, options.rate, generator)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from app.adaptation.registry import Registry, discover
+from app.adaptation.registry import Registry
 
 
 class Pooling(nn.Module, ABC):
@@ -35,6 +35,4 @@ def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 # A pooling factory takes the encoder's hidden size and layer count.
 PoolingFactory = Callable[[int, int], Pooling]
-POOLINGS: Registry[PoolingFactory] = Registry("pooling")
-
-discover(__name__)
+POOLINGS: Registry[PoolingFactory] = Registry("pooling", __name__)

@@ -1,17 +1,24 @@
 """Regularizers against forgetting (`optimization.regularizers`): small objects that own their state
-(anchors, Fisher, source model) and add `penalty(...)` to the loss at every step."""
+(anchors, Fisher, source model) and add `penalty(...)` to the loss at every step.
+
+The job spec reads each unit's options (and the datasets or models they name, `references`), so
+these modules load without torch (registry.py): torch is imported where a penalty computes.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
-import torch
-from transformers import PreTrainedTokenizerBase
+from app.adaptation.registry import Registry
 
-from app.adaptation.model import TextClassifier
-from app.adaptation.registry import Registry, discover
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedTokenizerBase
+
+    from app.adaptation.model import TextClassifier
+    from app.adaptation.resources import Resources
 
 
 @dataclass
@@ -24,8 +31,8 @@ class RegularizerContext:
     max_length: int
     batch_size: int
     seed: int
-    texts: Mapping[str, list[str]] = field(default_factory=dict)  # dataset id -> texts
-    source_models: Mapping[str, TextClassifier] = field(default_factory=dict)  # model id -> model
+    text_field: str  # the job's text column, for text the options name
+    resources: Resources  # the datasets and models the options name (JobSpec.references)
 
 
 class Regularizer(Protocol):
@@ -41,12 +48,9 @@ class Regularizer(Protocol):
 
 
 RegularizerFactory = Callable[[Any, RegularizerContext], Regularizer]
-REGULARIZERS: Registry[RegularizerFactory] = Registry("regularizer")
+REGULARIZERS: Registry[RegularizerFactory] = Registry("regularizer", __name__)
 
 
 def is_pretrained(name: str) -> bool:
     """Weights that came with the base model (not the head, pooling, adapters or LoRA)."""
     return name.startswith("encoder.") and ".adapter." not in name and ".lora_" not in name
-
-
-discover(__name__)

@@ -8,16 +8,38 @@ closer to where they were.
 
 from __future__ import annotations
 
-import torch
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Literal
 
-from app.adaptation.data import Batches
-from app.adaptation.masked_lm import mask_tokens, masked_lm_loss
-from app.adaptation.model import TextClassifier
+from pydantic import Field
+
 from app.adaptation.regularizers import REGULARIZERS, RegularizerContext, is_pretrained
-from app.schemas.spec import EWC
+from app.schemas.references import DatasetRef, Reference
+from app.schemas.spec_base import Named
+
+if TYPE_CHECKING:
+    import torch
+
+    from app.adaptation.model import TextClassifier
+    from app.schemas.spec import JobSpec
+
+
+class EWC(Named):
+    name: Literal["ewc"] = "ewc"
+    weight: float = Field(1.0, ge=0, description="lambda: strength of the Fisher-weighted pull.")
+    fisher_data: str = Field(description="Dataset whose text estimates the Fisher (masked-LM objective).")
+    fisher_batches: int = Field(16, ge=1, le=10_000, description="Batches used for the estimate.")
+
+    def references(self, job: JobSpec) -> Iterator[Reference]:
+        yield DatasetRef("fisher_data", self.fisher_data, (job.text_field,))
 
 
 def estimate_fisher(context: RegularizerContext, texts: list[str], batches: int) -> dict[str, torch.Tensor]:
+    import torch  # here, not at the top: the job spec reads this module's options without torch
+
+    from app.adaptation.data import Batches
+    from app.adaptation.masked_lm import mask_tokens, masked_lm_loss
+
     model, tokenizer = context.model, context.tokenizer
     encoded = tokenizer(texts, truncation=True, max_length=context.max_length, return_special_tokens_mask=True)
     ids, special = encoded["input_ids"], encoded["special_tokens_mask"]
@@ -51,11 +73,12 @@ def estimate_fisher(context: RegularizerContext, texts: list[str], batches: int)
     return {n: f / max(used, 1) for n, f in fisher.items()}
 
 
+@REGULARIZERS.register(EWC)
 class EWCPenalty:
     needs_inputs = False
 
     def __init__(self, options: EWC, context: RegularizerContext) -> None:
-        texts = context.texts[options.fisher_data]
+        texts = context.resources.texts_of(options.fisher_data, context.text_field)
         self.weight = options.weight
         frozen = {n: p.requires_grad for n, p in context.model.named_parameters()}
         for p in context.model.parameters():
@@ -71,8 +94,3 @@ class EWCPenalty:
             if weight.requires_grad and name in self.fisher:
                 total = total + (self.fisher[name] * (weight - self.anchors[name]).pow(2)).sum()
         return self.weight / 2 * total
-
-
-@REGULARIZERS.register("ewc")
-def ewc(options: EWC, context: RegularizerContext) -> EWCPenalty:
-    return EWCPenalty(options, context)

@@ -4,19 +4,32 @@ alpha * (w - w0) for a pretrained weight and beta * w for a new one."""
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING, Literal
 
-from app.adaptation.model import TextClassifier
+from pydantic import Field
+
 from app.adaptation.regularizers import REGULARIZERS, RegularizerContext, is_pretrained
-from app.schemas.spec import L2SP
+from app.schemas.spec_base import Named
+
+if TYPE_CHECKING:
+    import torch
+
+    from app.adaptation.model import TextClassifier
 
 
+class L2SP(Named):
+    name: Literal["l2_sp"] = "l2_sp"
+    alpha: float = Field(0.01, ge=0, description="Pull of pretrained weights toward their starting point.")
+    beta: float = Field(0.01, ge=0, description="Plain L2 on the new weights (Li et al. 2018).")
+
+
+@REGULARIZERS.register(L2SP)
 class L2SPPenalty:
     needs_inputs = False
 
-    def __init__(self, options: L2SP, model: TextClassifier) -> None:
+    def __init__(self, options: L2SP, context: RegularizerContext) -> None:
         self.alpha, self.beta = options.alpha, options.beta
-        self.anchors = {n: p.detach().clone() for n, p in model.named_parameters() if is_pretrained(n)}
+        self.anchors = {n: p.detach().clone() for n, p in context.model.named_parameters() if is_pretrained(n)}
 
     def penalty(self, model: TextClassifier, input_ids, attention_mask, logits) -> torch.Tensor:
         pulled = logits.new_zeros(())
@@ -29,8 +42,3 @@ class L2SPPenalty:
             else:
                 decayed = decayed + weight.pow(2).sum()
         return self.alpha / 2 * pulled + self.beta / 2 * decayed
-
-
-@REGULARIZERS.register("l2_sp")
-def l2_sp(options: L2SP, context: RegularizerContext) -> L2SPPenalty:
-    return L2SPPenalty(options, context.model)

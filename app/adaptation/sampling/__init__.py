@@ -6,9 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from app.adaptation.registry import Registry, discover
+from app.adaptation.registry import Registry
 
 Sampling = Callable[[list[int], Any], list[float]]
-SAMPLINGS: Registry[Sampling] = Registry("task sampling")
-
-discover(__name__)
+SAMPLINGS: Registry[Sampling] = Registry("task sampling", __name__)

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from app.adaptation.sampling import SAMPLINGS
-from app.schemas.signal import Proportional
+from app.schemas.spec_base import Named
 
 
-@SAMPLINGS.register("proportional")
+class Proportional(Named):
+    name: Literal["proportional"] = "proportional"
+
+
+@SAMPLINGS.register(Proportional)
 def proportional(sizes: list[int], options: Proportional) -> list[float]:
     return [size / sum(sizes) for size in sizes]

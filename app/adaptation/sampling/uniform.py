@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from app.adaptation.sampling import SAMPLINGS
-from app.schemas.signal import Uniform
+from app.schemas.spec_base import Named
 
 
-@SAMPLINGS.register("uniform")
+class Uniform(Named):
+    name: Literal["uniform"] = "uniform"
+
+
+@SAMPLINGS.register(Uniform)
 def uniform(sizes: list[int], options: Uniform) -> list[float]:
     return [1 / len(sizes)] * len(sizes)

@@ -9,9 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from app.adaptation.registry import Registry, discover
+from app.adaptation.registry import Registry
 
 Schedule = Callable[[int, int, Any], float]
-SCHEDULES: Registry[Schedule] = Registry("lr_schedule")
-
-discover(__name__)
+SCHEDULES: Registry[Schedule] = Registry("lr_schedule", __name__)

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import math
+from typing import Literal
+
+from pydantic import Field
 
 from app.adaptation.schedules import SCHEDULES
 from app.adaptation.schedules.linear_warmup import warmup
-from app.schemas.spec import Cosine
+from app.schemas.spec_base import Named
 
 
-@SCHEDULES.register("cosine")
+class Cosine(Named):
+    name: Literal["cosine"] = "cosine"
+    warmup_fraction: float = Field(0.06, ge=0, lt=1, description="Share of steps spent warming up.")
+
+
+@SCHEDULES.register(Cosine)
 def cosine(step: int, total_steps: int, options: Cosine) -> float:
     rising = warmup(step, total_steps, options.warmup_fraction)
     if rising is not None:

@@ -1,16 +1,25 @@
-"""Slice rules (`slices[].<rule>`): each decides, for every example, whether it is in the slice."""
+"""Slice rules (`slices[].<rule>`): each decides, for every example, whether it is in the slice.
+
+A rule is a function `rule(value, examples) -> [bool]`; the type of its first parameter is the type
+of the value a slice writes for it (`{"name": "short", "max_tokens": 8}`), and its module's
+docstring describes it. The job spec's SliceSpec has one field per registered rule, built from
+these (`rule_fields`), so a new rule is one module. The spec reads them, so these modules load
+without torch (registry.py).
+"""
 
 from __future__ import annotations
 
+import inspect
+import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from transformers import PreTrainedTokenizerBase
+from app.adaptation.registry import Registry, unit_modules
 
-from app.adaptation.data import Label, Text, encode
-from app.adaptation.registry import Registry, discover
-from app.schemas.signal import SliceSpec
+if TYPE_CHECKING:
+    from app.adaptation.data import Label, Text
+    from app.schemas.signal import SliceSpec
 
 
 @dataclass(frozen=True)
@@ -21,11 +30,18 @@ class Examples:
 
 
 Rule = Callable[[Any, Examples], list[bool]]
-RULES: Registry[Rule] = Registry("slice rule")
+RULES: Registry[Rule] = Registry("slice rule", __name__)
 
 
-def examples(tokenizer: PreTrainedTokenizerBase, texts: Sequence[Text], labels, max_length: int) -> Examples:
-    return Examples(texts, labels, [len(ids) for ids in encode(tokenizer, texts, max_length)])
+def rule_fields() -> dict[str, tuple[Any, str]]:
+    """Rule name -> (the type of its value, its description), for the spec's SliceSpec."""
+    docs = unit_modules(__name__)
+    fields = {}
+    for name in RULES.names():
+        rule = RULES.get(name)
+        first = next(iter(inspect.signature(rule).parameters))
+        fields[name] = (typing.get_type_hints(rule, include_extras=True)[first], docs[name])
+    return fields
 
 
 def members(slice_spec: SliceSpec, data: Examples) -> list[bool]:
@@ -35,6 +51,3 @@ def members(slice_spec: SliceSpec, data: Examples) -> list[bool]:
 
 def plain_text(text: Text) -> str:
     return text if isinstance(text, str) else " ".join(text)
-
-
-discover(__name__)

@@ -5,9 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from app.adaptation.model import TextClassifier
-from app.adaptation.registry import Registry, discover
+from app.adaptation.registry import Registry
 
 Strategy = Callable[[TextClassifier], None]
-STRATEGIES: Registry[Strategy] = Registry("train strategy")
-
-discover(__name__)
+STRATEGIES: Registry[Strategy] = Registry("train strategy", __name__)

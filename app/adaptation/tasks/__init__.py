@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 import torch
 
-from app.adaptation.registry import Registry, discover
+from app.adaptation.registry import Registry
 
 
 class Task(Protocol):
@@ -33,7 +33,7 @@ class Task(Protocol):
 
 # A task factory takes the label names and the configured threshold (multi_label; None: tuned).
 TaskFactory = Callable[[list[str], float | None], Task]
-TASKS: Registry[TaskFactory] = Registry("task")
+TASKS: Registry[TaskFactory] = Registry("task", __name__)
 
 
 def label_names(task: str, gold: Sequence[Any]) -> list[str]:
@@ -42,5 +42,3 @@ def label_names(task: str, gold: Sequence[Any]) -> list[str]:
         return sorted({name for names in gold for name in names})
     return sorted(set(gold))
 
-
-discover(__name__)

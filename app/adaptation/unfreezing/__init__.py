@@ -1,7 +1,7 @@
 """Unfreezing schedules (`optimization.unfreezing`): pure functions of the training position that
 return the names of the layer groups that train at that point.
 
-Group names: "embeddings", "layer_1" (bottom) .. "layer_n" (top), "new" (pooling and head).
+Group names (group_names.py): "embeddings", "layer_1" (bottom) .. "layer_n" (top), "new" (pooling and head).
 """
 
 from __future__ import annotations
@@ -10,8 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from app.adaptation.groups import EMBEDDINGS, NEW, layer_name
-from app.adaptation.registry import Registry, discover
+from app.adaptation.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -22,11 +21,5 @@ class Position:
     total_steps: int
 
 
-def bottom_up(num_layers: int) -> list[str]:
-    return [EMBEDDINGS, *(layer_name(i) for i in range(num_layers)), NEW]
-
-
 UnfreezingSchedule = Callable[[Position, int, Any], frozenset[str]]
-UNFREEZING: Registry[UnfreezingSchedule] = Registry("unfreezing schedule")
-
-discover(__name__)
+UNFREEZING: Registry[UnfreezingSchedule] = Registry("unfreezing schedule", __name__)

@@ -4,9 +4,15 @@ between these n + 3 phases."""
 
 from __future__ import annotations
 
-from app.adaptation.groups import NEW
-from app.adaptation.unfreezing import UNFREEZING, Position, bottom_up
-from app.schemas.spec import ChainThaw
+from typing import Literal
+
+from app.adaptation.group_names import NEW, bottom_up
+from app.adaptation.unfreezing import UNFREEZING, Position
+from app.schemas.spec_base import Named
+
+
+class ChainThaw(Named):
+    name: Literal["chain_thaw"] = "chain_thaw"
 
 
 def phases(num_layers: int) -> list[frozenset[str]]:
@@ -14,7 +20,7 @@ def phases(num_layers: int) -> list[frozenset[str]]:
     return [frozenset({NEW}), *(frozenset({g}) for g in groups[:-1]), frozenset(groups)]
 
 
-@UNFREEZING.register("chain_thaw")
+@UNFREEZING.register(ChainThaw)
 def chain_thaw(position: Position, num_layers: int, options: ChainThaw) -> frozenset[str]:
     plan = phases(num_layers)
     return plan[min(len(plan) - 1, position.step * len(plan) // position.total_steps)]

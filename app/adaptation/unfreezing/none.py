@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from app.adaptation.unfreezing import UNFREEZING, Position, bottom_up
-from app.schemas.spec import NoUnfreezing
+from typing import Literal
+
+from app.adaptation.group_names import bottom_up
+from app.adaptation.unfreezing import UNFREEZING, Position
+from app.schemas.spec_base import Named
 
 
-@UNFREEZING.register("none")
+class NoUnfreezing(Named):
+    name: Literal["none"] = "none"
+
+
+@UNFREEZING.register(NoUnfreezing)
 def none(position: Position, num_layers: int, options: NoUnfreezing) -> frozenset[str]:
     return frozenset(bottom_up(num_layers))

@@ -3,12 +3,22 @@ epochs, then all but the embeddings for `body_epochs`, then everything until the
 
 from __future__ import annotations
 
-from app.adaptation.groups import EMBEDDINGS, NEW
-from app.adaptation.unfreezing import UNFREEZING, Position, bottom_up
-from app.schemas.spec import Sequential
+from typing import Literal
+
+from pydantic import Field
+
+from app.adaptation.group_names import EMBEDDINGS, NEW, bottom_up
+from app.adaptation.unfreezing import UNFREEZING, Position
+from app.schemas.spec_base import Named
 
 
-@UNFREEZING.register("sequential")
+class Sequential(Named):
+    name: Literal["sequential"] = "sequential"
+    new_epochs: int = Field(1, ge=1, description="Epochs training only the new parameters.")
+    body_epochs: int = Field(1, ge=1, description="Then epochs training all but the embeddings.")
+
+
+@UNFREEZING.register(Sequential)
 def sequential(position: Position, num_layers: int, options: Sequential) -> frozenset[str]:
     if position.epoch <= options.new_epochs:
         return frozenset({NEW})

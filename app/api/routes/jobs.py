@@ -3,17 +3,52 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import StreamingResponse
+from pydantic import PlainValidator
 
 from app.api import sse
 from app.api.deps import CatalogDep, SessionDep, SettingsDep, StoreDep, TenantDep
 from app.api.rate_limits import JobsLimit
 from app.db.models import Job, utcnow
+from app.queue import job_sender
 from app.schemas.resources import JobCreated, JobEventPublic, JobEventsPublic, JobPublic, JobsPublic, Timings
+from app.schemas.spec import JobSpec
 from app.services import jobs as service
 from app.services.webhook_policy import WebhookPolicy
-from worker.celery_app import job_sender
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+EXAMPLES = {
+    "fine_tuning": {
+        "summary": "The default: fine-tuning every weight",
+        "value": {"data": {"train": "ds_train", "test": "ds_test"}},
+    },
+    "recipe_with_overrides": {
+        "summary": "A recipe, some of its settings overridden",
+        "value": {
+            "recipe": "ulmfit",
+            "data": {"train": "ds_train"},
+            "training": {"epochs": 3, "seed": 1},
+            "optimization": {"unfreezing": {"name": "gradual", "thaw_fraction": 0.5}},
+        },
+    },
+    "ensemble": {
+        "summary": "Three members differing by seed, served as one model",
+        "value": {"recipe": "adapters", "data": {"train": "ds_train"}, "ensemble": {"size": 3}},
+    },
+}
+
+# The body is documented as the JobSpec, every field with its description; it is received as it was
+# sent, since a spec is laid over its recipe (which may set what the body leaves out) before it is
+# validated as a whole (app/services/jobs.py), with errors that name the field.
+SubmittedSpec = Annotated[
+    dict[str, Any],
+    PlainValidator(lambda value: value, json_schema_input_type=JobSpec),
+    Body(
+        description="A job spec (JobSpec), laid over its recipe: any field the recipe sets may be left out; "
+        "the job stores the expanded spec.",
+        openapi_examples=EXAMPLES,
+    ),
+]
 
 Status = Literal["queued", "running", "paused", "succeeded", "failed", "cancelled"]
 
@@ -59,7 +94,7 @@ def create_job(
     store: StoreDep,
     catalog: CatalogDep,
     tenant: TenantDep,
-    spec: Annotated[dict[str, Any], Body(description="A job spec; see JobSpec in the README.")],
+    spec: SubmittedSpec,
 ) -> JobCreated:
     """Validate the spec (laid over its recipe), store it expanded, and queue the job."""
     job = service.create_job(

@@ -79,3 +79,28 @@ def test_a_stage_runs_no_regularizer_and_refuses_one():
     stage = {"objective": "classification", "data": "u", "overrides": {"optimization": {"regularizers": ["l2_sp"]}}}
     with pytest.raises(SpecError, match=r"stages.0.overrides.optimization.regularizers: stages take no regularizers"):
         expand({"data": {"train": "ds"}, "stages": [stage]})
+
+
+def test_the_expanded_spec_carries_every_stages_job_its_members_too():
+    spec = expand(
+        {
+            "data": {"train": "ds"},
+            "stages": [{"objective": "classification", "data": "aux", "recipe": "ulmfit", "epochs": 2}],
+            "ensemble": {"members": [{}, {"stages": [{"objective": "masked_lm", "data": "text"}]}]},
+        }
+    )
+    assert spec.stages[0].job == stage_spec(spec, 0)
+    assert spec.stages[0].job.optimization.unfreezing.name == "gradual" and spec.stages[0].job.training.epochs == 2
+    member = spec.ensemble.members[1]
+    assert member.stages[0].job == stage_spec(member, 0) and member.stages[0].job.data.train == "text"
+    # What a job record stores is whole: validated again, it is the same spec, jobs included.
+    stored = spec.model_dump(mode="json")
+    assert stored["stages"][0]["job"]["recipe"] == "ulmfit"
+    assert type(spec).model_validate(stored) == spec
+
+
+def test_a_stage_job_sent_with_the_spec_is_replaced_by_the_expansion():
+    first = expand({"data": {"train": "ds"}, "stages": [{"objective": "masked_lm", "data": "text"}]})
+    sent = first.model_dump(mode="json")
+    sent["stages"][0]["job"]["training"]["epochs"] = 7  # not what the stage says (epochs 1)
+    assert expand(sent).stages[0].job == first.stages[0].job

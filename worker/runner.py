@@ -1,6 +1,6 @@
 """Run one job: claim it, feed its data to the engine, report progress, publish the model.
 
-Imported by the worker only (it loads torch); the API never imports it.
+The worker's own (it loads torch); the API never imports anything of worker/.
 """
 
 from __future__ import annotations
@@ -17,20 +17,22 @@ from typing import Any
 from sqlalchemy import func, literal, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from app.adaptation import Cancelled, Checkpoints, LabeledTexts, Paused, Progress, TaskData, adapt, load_classifier
-from app.adaptation.adapt import AdaptationResult, Resources, save_result
-from app.adaptation.artifact import read_card
+from app.adaptation import Cancelled, Checkpoints, LabeledTexts, Paused, Progress, TaskData, adapt
 from app.adaptation.callbacks import Callbacks
 from app.adaptation.ensemble import load_model
+from app.adaptation.job import save_result
+from app.adaptation.resources import Resources
+from app.adaptation.result import AdaptationResult
 from app.catalog import Catalog
 from app.config import Settings
 from app.db.models import Job, Model, new_id, utcnow
 from app.db.session import session_scope
 from app.logs import job_context
+from app.schemas.recipes import with_stage_jobs
 from app.schemas.spec import JobSpec, labels_of
-from app.services.distributed_launch import launch_ranks
 from app.services.jobs import FINISHED, add_event
 from app.storage.store import ArtifactStore, build_store
+from worker.distributed_launch import launch_ranks
 
 log = logging.getLogger(__name__)
 
@@ -151,41 +153,31 @@ def claim(database_url: str, job_id: str, placement: dict[str, Any] | None = Non
         job = session.get(Job, job_id)
         message = f"a worker claimed the job (attempt {job.attempts})"
         add_event(session, job_id, "started", message, {"attempt": job.attempts, **(placement or {})})
-        return Claim(JobSpec.model_validate(job.spec), job.attempts)
+        return Claim(stored_spec(job.spec), job.attempts)
+
+
+def stored_spec(document: dict[str, Any]) -> JobSpec:
+    """The spec a job record holds; one stored before stages carried their job gets them now."""
+    spec = JobSpec.model_validate(document)
+    return with_stage_jobs(spec) if any(stage.job is None for stage in spec.stages) else spec
 
 
 def load_resources(store: ArtifactStore, catalog: Catalog, spec: JobSpec) -> Resources:
-    """What the job names beyond its task data: datasets of its stages, tasks, consistency and
-    distillation, Fisher texts and source models of its regularizers, its teacher, and the base
-    models of its ensemble members."""
+    """What the job references beyond its task data (JobSpec.dataset_refs, model_refs: the datasets
+    of its stages, tasks, consistency, distillation and regularizers, its teacher and distillation
+    sources), and the base models of its ensemble members."""
     resources = Resources()
     for job in [spec, *(spec.ensemble.members if spec.ensemble else [])]:
         resources.base_models[job.base_model] = catalog.get(job.base_model).path
-        for dataset_id in signal_datasets(job):
-            if dataset_id not in resources.tables:
-                resources.tables[dataset_id] = store.read_dataset(dataset_id)
-        for options in job.optimization.regularizers:
-            if options.name == "ewc":
-                rows = store.read_dataset(options.fisher_data)
-                resources.texts[options.fisher_data] = [row[job.text_field] for row in rows]
-            elif options.name == "source_distillation":
-                store.verify_model(options.source_model)  # fetched to this node, and checked
-                directory = store.model_dir(options.source_model)
-                base = catalog.get(read_card(directory)["base_model"]).path
-                resources.source_models[options.source_model] = load_classifier(directory, base).model
-    if spec.teacher is not None:
-        store.verify_model(spec.teacher)  # a corrupt teacher fails the job, as a corrupt dataset does
-        directory = store.model_dir(spec.teacher)
-        resources.teachers[spec.teacher] = load_model(directory, lambda base: catalog.get(base).path)
+    for ref in spec.dataset_refs():
+        if not ref.task_data and ref.dataset_id not in resources.tables:  # the task data: load_task_data
+            resources.tables[ref.dataset_id] = store.read_dataset(ref.dataset_id)
+    for ref in spec.model_refs():
+        if ref.model_id not in resources.models:
+            store.verify_model(ref.model_id)  # fetched to this node, and checked: a corrupt one fails the job
+            directory = store.model_dir(ref.model_id)
+            resources.models[ref.model_id] = load_model(directory, lambda base: catalog.get(base).path)
     return resources
-
-
-def signal_datasets(spec: JobSpec) -> set[str]:
-    """The datasets that stages, auxiliary tasks, consistency and distillation read."""
-    named = [stage.data for stage in spec.stages] + [task.data for task in spec.tasks]
-    named += [spec.consistency.data if spec.consistency else None]
-    named += [spec.distillation.unlabeled if spec.distillation else None]
-    return {dataset_id for dataset_id in named if dataset_id is not None}
 
 
 def load_task_data(store: ArtifactStore, spec: JobSpec) -> TaskData:

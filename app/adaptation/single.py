@@ -1,7 +1,6 @@
-"""`adapt(spec, data, base_model_path, callbacks) -> AdaptationResult`: one adaptation job, no server needed.
-
-The order of a job: its stages (on the encoder), then the main task with its objectives and sampled
-auxiliary tasks, then optionally the main task alone. An ensemble runs this for each member.
+"""One model's job, no server needed: its stages (on the encoder), then the main task with its
+objectives and sampled auxiliary tasks, then optionally the main task alone. An ensemble runs
+this for each member (ensemble.py); `adapt` (job.py) chooses.
 
 Called in every process of a distributed run (distributed.py), it trains the main task with
 DistributedDataParallel; rank 0 reports, tests the kept model and returns the result to save.
@@ -10,7 +9,7 @@ DistributedDataParallel; rank 0 reports, tests the kept model and returns the re
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +18,11 @@ from torch import nn
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from app.adaptation.artifact import save_classifier
-from app.adaptation.callbacks import Callbacks, SilentCallbacks
+from app.adaptation.callbacks import Callbacks
 from app.adaptation.checkpoint import Checkpoints
+from app.adaptation.classification import classification_trainer
 from app.adaptation.data import LabeledTexts, TaskData
-from app.adaptation.distributed import check_distributable, current_world, main_only, total_over_ranks
+from app.adaptation.distributed import current_world, total_over_ranks
 from app.adaptation.inference import predict_proba
 from app.adaptation.labels import InvalidTaskData, check_labels, split_validation
 from app.adaptation.memory import MemoryWindow
@@ -35,15 +35,14 @@ from app.adaptation.precision import allow_tf32
 from app.adaptation.precision import resolve as resolve_precision
 from app.adaptation.regularizers import REGULARIZERS, Regularizer, RegularizerContext
 from app.adaptation.resources import Resources
+from app.adaptation.result import AdaptationResult
 from app.adaptation.seeding import seed_everything
 from app.adaptation.stages import run_stages
 from app.adaptation.strategies import STRATEGIES
 from app.adaptation.student import cut_encoder
 from app.adaptation.tasks import TASKS, Task
-from app.adaptation.trainer import Trainer, TrainOutcome, evaluate
+from app.adaptation.trainer import TrainOutcome
 from app.schemas.spec import JobSpec
-
-__all__ = ["AdaptationResult", "InvalidTaskData", "Resources", "adapt", "save_result"]
 
 
 class BaseModelUnloadable(RuntimeError):
@@ -57,23 +56,6 @@ def load_base(path: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
         raise BaseModelUnloadable(f"cannot load the base model: {type(error).__name__}: {error}") from error
 
 
-@dataclass
-class AdaptationResult:
-    model: TextClassifier | None  # None for an ensemble, whose members hold the models
-    tokenizer: PreTrainedTokenizerBase | None
-    labels: list[str]
-    metrics: dict[str, Any]
-    threshold: float | None
-    trainable_params: int
-    total_params: int
-    train_seconds: float
-    peak_memory_bytes: int
-    members: list[tuple[JobSpec, AdaptationResult]] = field(default_factory=list)  # an ensemble's
-    # False on ranks other than 0 of a distributed run: their model is a replica of rank 0's, their
-    # metrics hold no test or slice results, and nothing of theirs is saved.
-    main: bool = True
-
-
 def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -82,24 +64,18 @@ def build_regularizers(spec: JobSpec, context: RegularizerContext) -> list[Regul
     return [REGULARIZERS.get(options.name)(options, context) for options in spec.optimization.regularizers]
 
 
-def adapt(
+def adapt_single(
     spec: JobSpec,
     data: TaskData,
     base_model_path: Path,
-    callbacks: Callbacks | None = None,
-    progress_interval: float = 1.0,
-    resources: Resources | None = None,
-    checkpoints: Checkpoints | None = None,
+    callbacks: Callbacks,
+    progress_interval: float,
+    resources: Resources,
+    checkpoints: Checkpoints | None,
 ) -> AdaptationResult:
-    """Train one job. With `checkpoints`, the run writes them as it goes and, when one exists
+    """Train one model. With `checkpoints`, the run writes them as it goes and, when one exists
     already (a run of the same spec and data that died or paused), goes on from it."""
     world = current_world()
-    check_distributable(spec, world)
-    callbacks, resources = main_only(callbacks or SilentCallbacks(), world), resources or Resources()
-    if spec.ensemble is not None:
-        from app.adaptation.ensemble import adapt_ensemble  # it calls adapt for each member
-
-        return adapt_ensemble(spec, data, base_model_path, callbacks, progress_interval, resources, checkpoints)
     train, validation, held_out = split_validation(spec, data)
     labels = check_labels(spec.task, train, {"validation": validation, "test": data.test})
     if spec.teacher is not None:
@@ -143,8 +119,8 @@ def adapt(
         spec.training.max_length,
         spec.training.batch_size,
         spec.training.seed,
-        resources.texts,
-        resources.source_models,
+        spec.text_field,
+        resources,
     )
     regularizers = build_regularizers(spec, context)
     outcome, touched, earlier_seconds = train_main_task(
@@ -220,19 +196,46 @@ def train_main_task(
     device = next(model.parameters()).device
     objectives = build_objectives(ObjectiveContext(spec, model, tokenizer, device, train, task, resources, callbacks))
     sampled = sampled_tasks(spec, tokenizer, resources, model)
-    trainer = Trainer(model, tokenizer, task, spec, callbacks, progress_interval, regularizers, objectives, sampled)
-    outcome = trainer.fit(train, validation, checkpoints)
+    trainer = classification_trainer(
+        model,
+        tokenizer,
+        task,
+        spec,
+        callbacks,
+        progress_interval,
+        regularizers=regularizers,
+        objectives=objectives,
+        sampled=sampled,
+        checkpoints=checkpoints,
+    )
+    outcome = trainer.fit(train, validation)
     touched = set(trainer.touched)
     if spec.main_task_epochs:  # no sampled tasks, no masked-LM task on the main text
         epochs = spec.training.model_copy(update={"epochs": spec.main_task_epochs})
         alone = spec.model_copy(update={"tasks": [], "training": epochs})
         plain = [o for o in objectives if not isinstance(o, MainTextMaskedLM)]
-        finish = Trainer(
-            model, tokenizer, task, alone, callbacks, progress_interval, regularizers, plain, stage="main task alone"
+        finish = classification_trainer(
+            model,
+            tokenizer,
+            task,
+            alone,
+            callbacks,
+            progress_interval,
+            regularizers=regularizers,
+            objectives=plain,
+            checkpoints=alone_checkpoints,
+            stage="main task alone",
         )
-        outcome = merge_outcomes(outcome, finish.fit(train, validation, alone_checkpoints))
+        outcome = merge_outcomes(outcome, finish.fit(train, validation))
         touched |= finish.touched
     return outcome, touched, trainer.seconds_before_resume
+
+
+def evaluate(
+    model: TextClassifier, tokenizer: PreTrainedTokenizerBase, data: LabeledTexts, task: Task, max_length: int
+) -> dict[str, Any]:
+    probabilities = predict_proba(model, tokenizer, data.texts, max_length, multi_label=task.multi_label)
+    return task.report(data.labels, probabilities)
 
 
 def slices_of(
@@ -244,7 +247,7 @@ def slices_of(
 
 def teacher_labels(teacher_id: str, resources: Resources, labels: list[str]) -> list[str]:
     """A student predicts the teacher's labels, in the teacher's order; its data may use fewer."""
-    teacher = resources.teachers[teacher_id]
+    teacher = resources.teacher(teacher_id)
     outside = sorted(set(labels) - set(teacher.labels))
     if outside:
         raise InvalidTaskData(
@@ -284,15 +287,9 @@ def merge_outcomes(first: TrainOutcome, then: TrainOutcome) -> TrainOutcome:
     )
 
 
-def save_result(result: AdaptationResult, spec: JobSpec, directory: Path) -> int:
-    """Write a finished job's model; strategies that freeze the base store only their own weights,
+def save_single(result: AdaptationResult, spec: JobSpec, directory: Path) -> int:
+    """Write a finished model; strategies that freeze the base store only their own weights,
     unless stages or a cut changed the encoder they sit on."""
-    if not result.main:
-        raise ValueError("a distributed run's model is saved by rank 0 alone; this result is another rank's replica")
-    if result.members:
-        from app.adaptation.ensemble import save_ensemble
-
-        return save_ensemble(result, spec, directory)
     return save_classifier(
         result.model,
         result.tokenizer,

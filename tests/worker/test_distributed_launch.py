@@ -5,7 +5,8 @@ import os
 import sys
 
 from app.config import Settings
-from app.services.distributed_launch import (
+from tests.adaptation.helpers import job
+from worker.distributed_launch import (
     failure_of,
     rank_environment,
     read_run,
@@ -13,7 +14,6 @@ from app.services.distributed_launch import (
     write_failure,
     write_run,
 )
-from tests.adaptation.helpers import job
 
 
 def test_the_ranks_read_the_job_and_the_workers_settings_not_their_environment(tmp_path, monkeypatch):
@@ -53,4 +53,4 @@ def test_each_rank_gets_its_share_of_the_cores():
 def test_torchrun_starts_one_rank_module_per_process(tmp_path):
     command = torchrun_command(2, tmp_path)
     assert command[:3] == [sys.executable, "-m", "torch.distributed.run"]
-    assert command[3:] == ["--standalone", "--nproc_per_node", "2", "-m", "app.services.distributed_run", str(tmp_path)]
+    assert command[3:] == ["--standalone", "--nproc_per_node", "2", "-m", "worker.distributed_run", str(tmp_path)]

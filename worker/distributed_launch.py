@@ -2,7 +2,7 @@
 
 The worker's task process claimed the job and keeps its heartbeat; this starts
 
-    python -m torch.distributed.run --standalone --nproc_per_node N -m app.services.distributed_run RUN_DIR
+    python -m torch.distributed.run --standalone --nproc_per_node N -m worker.distributed_run RUN_DIR
 
 where RUN_DIR holds what every rank needs (`run.json`: the job, its attempt, its spec, the worker's
 settings). Each rank (distributed_run.py) trains; rank 0 records how the job ended. A rank that fails
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
 FAILURES = "failures"
-RANK_MODULE = "app.services.distributed_run"
+RANK_MODULE = "worker.distributed_run"
 TAIL_LINES = 60  # of the ranks' stderr, kept for a failure's detail
 
 

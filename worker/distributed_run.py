@@ -1,11 +1,11 @@
 """One rank of a distributed job, as torchrun starts it (distributed_launch.py):
 
-    python -m torch.distributed.run --standalone --nproc_per_node N -m app.services.distributed_run RUN_DIR
+    python -m torch.distributed.run --standalone --nproc_per_node N -m worker.distributed_run RUN_DIR
 
-Every rank joins the process group, reads the job's data and trains it (training.py `train`; the
+Every rank joins the process group, reads the job's data and trains it (runner.py `train`; the
 engine shards the batches and synchronises the gradients). Rank 0 does what a job's one process does:
 it reports progress and events, publishes the model and records how the job ended
-(training.py `train_and_record`). The other ranks train silently and end when rank 0's run ends,
+(runner.py `train_and_record`). The other ranks train silently and end when rank 0's run ends,
 paused or cancelled at the same step. A rank that fails leaves its reason in RUN_DIR for the launcher,
 which records the job as failed.
 """
@@ -20,9 +20,9 @@ from pathlib import Path
 from app.adaptation import Cancelled, Checkpoints, Paused, SilentCallbacks
 from app.adaptation.distributed import World, join_process_group, leave_process_group
 from app.logs import configure_logging, job_context
-from app.services.distributed_launch import Run, read_run, write_failure
-from app.services.training import JobCallbacks, train, train_and_record
 from app.storage.store import build_store
+from worker.distributed_launch import Run, read_run, write_failure
+from worker.runner import JobCallbacks, train, train_and_record
 
 
 def main(argv: list[str] | None = None) -> None:
