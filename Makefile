@@ -38,5 +38,10 @@ test: $(STAMP) browser
 lint: $(STAMP)
 	$(BIN)/ruff check app worker tests migrations benchmarks examples
 
+# The documentation site: docs/ into site/ (mkdocs-material; --strict: any warning, a broken link, fails).
+.PHONY: docs
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 clean:
 	rm -rf var .pytest_cache
