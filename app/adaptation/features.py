@@ -7,13 +7,11 @@ features look like token batches to the trainer (`FeatureCache`, a trainer hook,
 
 from __future__ import annotations
 
-import random
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import torch
 
-from app.adaptation.data import Batch, Batches
+from app.adaptation.data import Batch, Batches, FixedBatches
 from app.adaptation.hooks import Hook
 from app.adaptation.model import TextClassifier
 from app.adaptation.precision import autocast, resolve
@@ -37,24 +35,16 @@ def reduce_all(model: TextClassifier, batches: Batches) -> torch.Tensor:
     return features
 
 
-class FeatureBatches:
+class FeatureBatches(FixedBatches):
     def __init__(self, features: torch.Tensor, labels: list | None, batch_size: int) -> None:
         self.features, self.batch_size = features, batch_size
         self.labels = None if labels is None else torch.tensor(labels)
 
-    def __len__(self) -> int:
-        return (len(self.features) + self.batch_size - 1) // self.batch_size
+    @property
+    def count(self) -> int:
+        return len(self.features)
 
-    def training_order(self, rng: random.Random) -> Iterator[Batch]:
-        order = list(range(len(self.features)))
-        rng.shuffle(order)
-        return (self._batch(order[i : i + self.batch_size]) for i in range(0, len(order), self.batch_size))
-
-    def by_length(self) -> Iterator[Batch]:
-        order = list(range(len(self.features)))
-        return (self._batch(order[i : i + self.batch_size]) for i in range(0, len(order), self.batch_size))
-
-    def _batch(self, indices: list[int]) -> Batch:
+    def batch(self, indices: list[int]) -> Batch:
         labels = None if self.labels is None else self.labels[indices]
         return Batch(indices, None, None, labels, features=self.features[indices])
 

@@ -12,6 +12,29 @@ from app.adaptation.model import TextClassifier
 
 
 @torch.inference_mode()
+def predict_logits(
+    model: TextClassifier,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[Text],
+    max_length: int,
+    batch_size: int = 64,
+) -> torch.Tensor:
+    """The head's float32 outputs for texts, in input order (eval mode)."""
+    model.eval()
+    device = next(model.parameters()).device
+    batches = token_batches(tokenizer, texts, max_length, None, batch_size)
+    logits: torch.Tensor | None = None
+    for batch in batches.by_length():
+        types = None if batch.token_type_ids is None else batch.token_type_ids.to(device)
+        out = model(batch.input_ids.to(device), batch.attention_mask.to(device), types).float()
+        if logits is None:
+            logits = torch.empty(len(texts), out.shape[-1])
+        logits[batch.indices] = out.cpu()
+    if logits is None:
+        raise ValueError("no texts to predict")
+    return logits
+
+
 def predict_proba(
     model: TextClassifier,
     tokenizer: PreTrainedTokenizerBase,
@@ -23,16 +46,5 @@ def predict_proba(
 ) -> torch.Tensor:
     """Softmax probabilities (one label per text), or one sigmoid per label (multi_label); a
     `temperature` other than 1 divides the logits first (distillation's softened targets)."""
-    model.eval()
-    device = next(model.parameters()).device
-    batches = token_batches(tokenizer, texts, max_length, None, batch_size)
-    probabilities: torch.Tensor | None = None
-    for batch in batches.by_length():
-        types = None if batch.token_type_ids is None else batch.token_type_ids.to(device)
-        logits = model(batch.input_ids.to(device), batch.attention_mask.to(device), types).float() / temperature
-        if probabilities is None:
-            probabilities = torch.empty(len(texts), logits.shape[-1])
-        probabilities[batch.indices] = (logits.sigmoid() if multi_label else logits.softmax(dim=-1)).cpu()
-    if probabilities is None:
-        raise ValueError("no texts to predict")
-    return probabilities
+    logits = predict_logits(model, tokenizer, texts, max_length, batch_size) / temperature
+    return logits.sigmoid() if multi_label else logits.softmax(dim=-1)

@@ -1,6 +1,8 @@
-"""One model's job, no server needed: its stages (on the encoder), then the main task with its
-objectives and sampled auxiliary tasks, then optionally the main task alone. An ensemble runs
-this for each member (ensemble.py); `adapt` (job.py) chooses.
+"""One model's job, no server needed: its stages (on the encoder), SetFit's contrastive pairs when
+asked, then the main task with its objectives and sampled auxiliary tasks (and optionally the main
+task alone), chosen on held-out rows and refit on every row (refit.py), and the temperature that
+calibrates it folded into its head (calibration.py). An ensemble runs this for each member
+(ensemble.py); `adapt` (job.py) chooses.
 
 Called in every process of a distributed run (distributed.py), it trains the main task with
 DistributedDataParallel; rank 0 reports, tests the kept model and returns the result to save.
@@ -9,7 +11,6 @@ DistributedDataParallel; rank 0 reports, tests the kept model and returns the re
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,21 +19,22 @@ from torch import nn
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from app.adaptation.artifact import save_classifier
+from app.adaptation.calibration import expected_calibration_error, fold_temperature, settle_on_validation
 from app.adaptation.callbacks import Callbacks
 from app.adaptation.checkpoint import Checkpoints
-from app.adaptation.classification import classification_trainer
+from app.adaptation.class_balance import class_weights, imbalance
+from app.adaptation.contrastive import contrastive_run
 from app.adaptation.data import LabeledTexts, TaskData
 from app.adaptation.distributed import current_world, total_over_ranks
-from app.adaptation.inference import predict_proba
+from app.adaptation.inference import predict_logits, predict_proba
 from app.adaptation.labels import InvalidTaskData, check_labels, split_validation
+from app.adaptation.main_task import MainRun, train_main_task
 from app.adaptation.memory import MemoryWindow
 from app.adaptation.model import TextClassifier, count_parameters, load_pretrained_encoder
-from app.adaptation.multitask import sampled_tasks
-from app.adaptation.objectives import ObjectiveContext, build_objectives
-from app.adaptation.objectives.masked_lm import MainTextMaskedLM
 from app.adaptation.objectives.slices import slice_metrics
 from app.adaptation.precision import allow_tf32
 from app.adaptation.precision import resolve as resolve_precision
+from app.adaptation.refit import choose_then_refit, refit_refusal
 from app.adaptation.regularizers import REGULARIZERS, Regularizer, RegularizerContext
 from app.adaptation.resources import Resources
 from app.adaptation.result import AdaptationResult
@@ -81,6 +83,8 @@ def adapt_single(
     if spec.teacher is not None:
         labels = teacher_labels(spec.teacher, resources, labels)
     task = TASKS.get(spec.task)(labels, spec.threshold)
+    if not task.multi_label:
+        weigh_classes(spec, task, train, labels, callbacks)
     seed_everything(spec.training.seed)
     device = pick_device()
     memory = MemoryWindow(device)  # this job's peak, not the pool process's lifetime one
@@ -93,11 +97,15 @@ def adapt_single(
         callbacks.on_event("student", f"student: layers {kept} of the base model's {depth} kept", {"layers": kept})
     encoder.to(device)
     started = time.monotonic()
-    phased = checkpoints is not None and (bool(spec.stages) or spec.main_task_epochs > 0)
+    phased = checkpoints is not None and (
+        bool(spec.stages) or spec.main_task_epochs > 0 or spec.contrastive is not None
+    )
     stage_reports = run_stages(spec, encoder, tokenizer, resources, callbacks, progress_interval, checkpoints)
-    model = TextClassifier(encoder, spec.model, len(labels))
+    model = TextClassifier(encoder, spec.model, len(labels)).to(device)
+    contrastive, paired = None, set()
+    if spec.contrastive is not None:  # the encoder first learns from pairs of the rows (SetFit)
+        contrastive, paired = contrastive_run(spec, model, tokenizer, train, callbacks, progress_interval, checkpoints)
     STRATEGIES.get(spec.optimization.train)(model)
-    model.to(device)
     _, total = count_parameters(model)
     compute = "bf16" if resolve_precision(spec.training.precision, device) == torch.bfloat16 else "fp32"
     callbacks.on_event(
@@ -123,28 +131,16 @@ def adapt_single(
         resources,
     )
     regularizers = build_regularizers(spec, context)
-    outcome, touched, earlier_seconds = train_main_task(
-        spec,
-        model,
-        tokenizer,
-        task,
-        train,
-        validation,
-        callbacks,
-        progress_interval,
-        regularizers,
-        resources,
-        checkpoints.phase("main") if phased else checkpoints,
-        checkpoints.phase("main-alone") if phased else None,
+    main_run = MainRun(spec, model, tokenizer, task, callbacks, progress_interval, regularizers, resources)
+    outcome, touched, earlier_seconds, calibration, refit = fit_main_task(
+        main_run, train, validation, data.train, held_out, checkpoints, phased
     )
     model.extra_heads = nn.ModuleDict()  # training-only heads are not part of the model
     # What trained is what an unfreezing schedule actually thawed (top_only never thaws the bottom).
+    touched |= paired
     trainable = sum(p.numel() for name, p in model.named_parameters() if name in touched)
-    # Settle the threshold on the kept model, before anything is tested with it.
-    if task.multi_label and validation is not None and world.is_main:
-        probabilities = predict_proba(model, tokenizer, validation.texts, spec.training.max_length, multi_label=True)
-        task.fit_threshold(validation.labels, probabilities)
-        outcome.best_metrics = task.report(validation.labels, probabilities)
+    if calibration is not None:
+        fold_temperature(model.head, calibration["temperature"])
     train_seconds = time.monotonic() - started + earlier_seconds
     metrics: dict[str, Any] = {
         **outcome.best_metrics,
@@ -152,6 +148,9 @@ def adapt_single(
         "validation_held_out_from_train": held_out,
         "stopped_early": outcome.stopped_early,
         "features_cached": outcome.features_cached,
+        "refit": refit,
+        "calibration": calibration,
+        **({"contrastive": {k: v for k, v in contrastive.items() if k != "trained"}} if contrastive else {}),
         "precision": compute,
         "resumed_from_step": outcome.resumed_from_step,
         "history": outcome.history,
@@ -165,7 +164,7 @@ def adapt_single(
             model.cpu(), tokenizer, labels, metrics, None, trainable, total, train_seconds, peak, main=False
         )
     if data.test is not None:
-        metrics["test"] = evaluate(model, tokenizer, data.test, task, spec.training.max_length)
+        metrics["test"] = evaluate(model, tokenizer, data.test, task, spec.training.max_length, calibration)
     if spec.slices:
         parts = {"validation": validation, "test": data.test}
         metrics["slices"] = {
@@ -177,65 +176,58 @@ def adapt_single(
     )
 
 
-def train_main_task(
-    spec: JobSpec,
-    model: TextClassifier,
-    tokenizer: PreTrainedTokenizerBase,
-    task: Task,
+def fit_main_task(
+    run: MainRun,
     train: LabeledTexts,
     validation: LabeledTexts | None,
-    callbacks: Callbacks,
-    progress_interval: float,
-    regularizers: list[Regularizer],
-    resources: Resources,
+    every_row: LabeledTexts,
+    held_out: bool,
     checkpoints: Checkpoints | None,
-    alone_checkpoints: Checkpoints | None,
-) -> tuple[TrainOutcome, set[str], float]:
-    """The main task with its objectives and sampled tasks, then (`main_task_epochs`) the main task
-    alone; returns the outcome, the parameters that trained, and the seconds of earlier attempts."""
-    device = next(model.parameters()).device
-    objectives = build_objectives(ObjectiveContext(spec, model, tokenizer, device, train, task, resources, callbacks))
-    sampled = sampled_tasks(spec, tokenizer, resources, model)
-    trainer = classification_trainer(
-        model,
-        tokenizer,
-        task,
-        spec,
-        callbacks,
-        progress_interval,
-        regularizers=regularizers,
-        objectives=objectives,
-        sampled=sampled,
-        checkpoints=checkpoints,
+    phased: bool,
+) -> tuple[TrainOutcome, set[str], float, dict[str, Any] | None, dict[str, int] | None]:
+    """The main task: chosen on the held-out rows, then refit on every row (refit.py), or trained
+    once where the job refits nothing. Returns the outcome, the parameters that trained, the
+    seconds of earlier attempts, the calibration fitted on validation and what the refit did."""
+    refusal = refit_refusal(run.spec, held_out)
+    if refusal is None:
+        selection, outcome, touched, earlier = choose_then_refit(run, train, validation, every_row, checkpoints)
+        refit = {"epochs": outcome.best_epoch, "train_examples": len(every_row)}
+        return outcome, touched, earlier, selection.calibration, refit
+    if held_out:
+        run.callbacks.on_event("refit_skipped", f"no refit: {refusal}", {"reason": refusal})
+    outcome, touched, earlier = train_main_task(
+        **run.arguments(),
+        train=train,
+        validation=validation,
+        checkpoints=checkpoints.phase("main") if phased else checkpoints,
+        alone_checkpoints=checkpoints.phase("main-alone") if phased else None,
     )
-    outcome = trainer.fit(train, validation)
-    touched = set(trainer.touched)
-    if spec.main_task_epochs:  # no sampled tasks, no masked-LM task on the main text
-        epochs = spec.training.model_copy(update={"epochs": spec.main_task_epochs})
-        alone = spec.model_copy(update={"tasks": [], "training": epochs})
-        plain = [o for o in objectives if not isinstance(o, MainTextMaskedLM)]
-        finish = classification_trainer(
-            model,
-            tokenizer,
-            task,
-            alone,
-            callbacks,
-            progress_interval,
-            regularizers=regularizers,
-            objectives=plain,
-            checkpoints=alone_checkpoints,
-            stage="main task alone",
-        )
-        outcome = merge_outcomes(outcome, finish.fit(train, validation))
-        touched |= finish.touched
-    return outcome, touched, trainer.seconds_before_resume
+    run.model.extra_heads = nn.ModuleDict()
+    # Every rank settles the same (deterministic, same rows), so the replicas stay equal.
+    calibration = settle_on_validation(run.spec, run.model, run.tokenizer, run.task, validation, outcome)
+    return outcome, touched, earlier, calibration, None
 
 
 def evaluate(
-    model: TextClassifier, tokenizer: PreTrainedTokenizerBase, data: LabeledTexts, task: Task, max_length: int
+    model: TextClassifier,
+    tokenizer: PreTrainedTokenizerBase,
+    data: LabeledTexts,
+    task: Task,
+    max_length: int,
+    calibration: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    probabilities = predict_proba(model, tokenizer, data.texts, max_length, multi_label=task.multi_label)
-    return task.report(data.labels, probabilities)
+    """The task's report on `data`; single_label adds the ECE, and with a folded-in temperature the
+    ECE the uncalibrated model had (its logits times the temperature)."""
+    if task.multi_label:
+        return task.report(data.labels, predict_proba(model, tokenizer, data.texts, max_length, multi_label=True))
+    logits = predict_logits(model, tokenizer, data.texts, max_length)
+    report = task.report(data.labels, logits.softmax(dim=-1))
+    targets = torch.tensor(task.targets(data.labels))
+    report["ece"] = expected_calibration_error(logits.softmax(dim=-1), targets)
+    if calibration is not None:
+        before = (logits * calibration["temperature"]).softmax(dim=-1)
+        report["ece_uncalibrated"] = expected_calibration_error(before, targets)
+    return report
 
 
 def slices_of(
@@ -243,6 +235,28 @@ def slices_of(
 ) -> dict[str, dict[str, Any]]:
     probabilities = predict_proba(model, tokenizer, data.texts, spec.training.max_length, multi_label=task.multi_label)
     return slice_metrics(spec, tokenizer, data, probabilities, task)
+
+
+def weigh_classes(spec: JobSpec, task: Task, train: LabeledTexts, labels: list[str], callbacks: Callbacks) -> None:
+    """Warn of a strongly imbalanced training set; weigh the loss as training.class_weights says."""
+    skew = imbalance(train.labels)
+    if skew is not None:
+        hint = "" if spec.training.class_weights else '; training.class_weights "balanced" weighs them equally'
+        callbacks.on_event(
+            "data_quality",
+            f"imbalanced training set: {skew['largest']!r} has {skew['largest_count']} rows, {skew['smallest']!r} "
+            f"{skew['smallest_count']} ({skew['ratio']:.0f}x); read macro_f1 beside accuracy{hint}",
+            {"issue": "class_imbalance", **skew},
+        )
+    if spec.training.class_weights:
+        try:
+            weights = class_weights(spec.training.class_weights, train.labels, labels)
+        except ValueError as error:
+            raise InvalidTaskData(str(error)) from None
+        task.weigh(weights)
+        named = dict(zip(labels, weights, strict=True))
+        summary = ", ".join(f"{label}={weight:.3g}" for label, weight in named.items())
+        callbacks.on_event("class_weights", f"class weights: {summary}", {"weights": named})
 
 
 def teacher_labels(teacher_id: str, resources: Resources, labels: list[str]) -> list[str]:
@@ -265,26 +279,6 @@ def signal_metrics(spec: JobSpec, stage_reports: list[dict[str, Any]], outcome: 
     if spec.teacher is not None:
         metrics["distillation"] = {"teacher": spec.teacher, "student_layers": spec.student_layers}
     return metrics
-
-
-def merge_outcomes(first: TrainOutcome, then: TrainOutcome) -> TrainOutcome:
-    """A run in two parts (multi-task, then the main task alone) as one: the second part's kept
-    epoch is the model's, numbered after the first part's epochs."""
-    epochs = max((entry["epoch"] for entry in first.history), default=first.best_epoch)
-    history = first.history + [
-        {**entry, "epoch": entry["epoch"] + epochs, "part": "main task alone"} for entry in then.history
-    ]
-    return replace(
-        then,
-        best_epoch=then.best_epoch + epochs,
-        history=history,
-        phases=first.phases + then.phases,
-        loss_curve=first.loss_curve + [{**point, "step": point["step"] + first.steps} for point in then.loss_curve],
-        steps=first.steps + then.steps,
-        task_steps={
-            k: first.task_steps.get(k, 0) + then.task_steps.get(k, 0) for k in first.task_steps | then.task_steps
-        },
-    )
 
 
 def save_single(result: AdaptationResult, spec: JobSpec, directory: Path) -> int:

@@ -92,9 +92,12 @@ class Trainer:
         self.first_epoch, self.skip = 1, 0  # where the run starts: a checkpoint may move it on
         self._stop_requested = self._pause_requested = False  # what the callbacks asked at the last report
 
-    def fit(self, train: Any, validation: Any | None = None, gold: list | None = None) -> TrainOutcome:
+    def fit(
+        self, train: Any, validation: Any | None = None, gold: list | None = None, last_epoch: int | None = None
+    ) -> TrainOutcome:
         """Train on `train`, evaluating on `validation` (whose labels are `gold`) after each epoch;
-        without validation the last epoch is kept."""
+        without validation the last epoch is kept. With `last_epoch` the run follows the schedule of
+        all `training.epochs` and stops after that one (a refit, refit.py)."""
         cfg, outcome = self.spec.training, self.outcome
         self.train_batches, self.validation_batches = self.step_loss.batches(train, validation)
         self.per_epoch = distributed.steps_per_epoch(len(self.train_batches), self.world)  # this rank's
@@ -108,7 +111,7 @@ class Trainer:
         curve = LossCurve(self.total_steps)
         self._started = self._last_report = time.monotonic()
         self._call("on_fit_start")
-        for epoch in range(self.first_epoch, cfg.epochs + 1):
+        for epoch in range(self.first_epoch, min(cfg.epochs, last_epoch or cfg.epochs) + 1):
             self.model.train()
             self.epoch_rng_state = self.rng.getstate()
             loss_sum, loss_steps = torch.zeros((), device=self.device), 0

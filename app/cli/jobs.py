@@ -72,7 +72,9 @@ def create(
     train: Annotated[str | None, typer.Option(help="Dataset id to train on.")] = None,
     validation: Annotated[str | None, typer.Option(help="Dataset id to choose the epoch by.")] = None,
     test: Annotated[str | None, typer.Option(help="Dataset id to report test metrics on.")] = None,
-    recipe: Annotated[str | None, typer.Option(help="fine_tuning, adapters, ulmfit, ... (docs/recipes.md).")] = None,
+    recipe: Annotated[
+        str | None, typer.Option(help="auto (default), fine_tuning, setfit, adapters, ulmfit, ... (docs/recipes.md).")
+    ] = None,
     base_model: Annotated[str | None, typer.Option(help="Catalog id of the pretrained encoder.")] = None,
     text_field: Annotated[str | None, typer.Option()] = None,
     label_field: Annotated[str | None, typer.Option()] = None,
@@ -155,6 +157,7 @@ def show(job: JobPublic) -> None:
         ("id", job.id),
         ("status", job.status),
         ("recipe", job.recipe),
+        ("chosen by auto", (job.spec.get("recipe_choice") or {}).get("reason")),
         ("base model", job.base_model),
         ("progress", progress_of(job)),
         ("accuracy", best_metric(job)),

@@ -21,16 +21,41 @@ def show(model: ModelPublic) -> None:
             ("id", model.id),
             ("job", model.job_id),
             ("recipe", model.spec.get("recipe")),
+            ("chosen by auto", (model.spec.get("recipe_choice") or {}).get("reason")),
             ("base model", model.base_model),
             ("labels", ", ".join(model.labels)),
             ("val accuracy", percent(metrics.get("accuracy"))),
             ("test accuracy", percent(test.get("accuracy"))),
+            ("test macro-F1", percent(test.get("macro_f1"))),
+            ("chosen", chosen(metrics)),
+            ("calibration", calibration(metrics, test)),
             ("trainable", f"{size(model.trainable_params)} of {size(model.total_params)} parameters"),
             ("artifact", f"{size(model.artifact_bytes)}B"),
             ("peak memory", f"{size(model.peak_memory_bytes)}B" if model.peak_memory_bytes else None),
             ("train time", f"{model.train_seconds:.1f} s" if model.train_seconds is not None else None),
         ]
     )
+
+
+def chosen(metrics: dict) -> str | None:
+    """Which epoch the held-out rows chose, and whether every row then trained (refit)."""
+    if "best_epoch" not in metrics:
+        return None
+    refit = metrics.get("refit")
+    if refit:
+        return f"epoch {metrics['best_epoch']}, then refit on all {refit['train_examples']} rows"
+    return f"epoch {metrics['best_epoch']}"
+
+
+def calibration(metrics: dict, test: dict) -> str | None:
+    fitted = metrics.get("calibration")
+    if not fitted:
+        return None
+    before, after = fitted["validation_ece_before"], fitted["validation_ece_after"]
+    line = f"temperature {fitted['temperature']:.2f}; validation ECE {before:.3f} -> {after:.3f}"
+    if test.get("ece_uncalibrated") is not None:
+        line += f"; test ECE {test['ece_uncalibrated']:.3f} -> {test['ece']:.3f}"
+    return line
 
 
 @models.command("list")
@@ -73,6 +98,9 @@ def predict(
     model_id: Annotated[str, typer.Argument(help="The model's id.")],
     texts: Annotated[list[str] | None, typer.Argument(help="Texts to classify.")] = None,
     file: Annotated[Path | None, typer.Option("--file", exists=True, dir_okay=False, help="One text per line.")] = None,
+    abstain_below: Annotated[
+        float | None, typer.Option(help="Label null (shown as '-') for a top score under this.", min=0, max=1)
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Classify TEXTS (or every line of --file) with MODEL."""
@@ -82,8 +110,8 @@ def predict(
     if not inputs:
         raise typer.BadParameter("give texts as arguments or --file")
     with api() as thaw:
-        predictions = thaw.predict(model_id, inputs)
+        predictions = thaw.predict(model_id, inputs, abstain_below)
     if as_json:
         return print_json(predictions)
-    rows = [(text, p.label, f"{p.score:.3f}") for text, p in zip(inputs, predictions, strict=True)]
+    rows = [(text, p.label or "-", f"{p.score:.3f}") for text, p in zip(inputs, predictions, strict=True)]
     table(None, ["text", "label", "score"], rows)

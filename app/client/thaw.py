@@ -177,10 +177,18 @@ class Thaw:
     def delete_model(self, model_id: str) -> None:
         self._request("DELETE", f"/v1/models/{model_id}")
 
-    def predict(self, model_id: str, inputs: list[str] | list[tuple[str, str]] | str) -> list[Prediction]:
-        """Labels and probabilities, one per input, in order; a single string is one input."""
+    def predict(
+        self,
+        model_id: str,
+        inputs: list[str] | list[tuple[str, str]] | str,
+        abstain_below: float | None = None,
+    ) -> list[Prediction]:
+        """Labels and probabilities, one per input, in order; a single string is one input. Under
+        `abstain_below` (or the model's own threshold) a prediction's label is None."""
         texts = [inputs] if isinstance(inputs, str) else [list(x) if isinstance(x, tuple) else x for x in inputs]
-        body = {"inputs": texts}
+        body: dict[str, Any] = {"inputs": texts}
+        if abstain_below is not None:
+            body["abstain_below"] = abstain_below
         return PredictResponse.model_validate(self._post(f"/v1/models/{model_id}/predict", body)).predictions
 
     # ---- experiments --------------------------------------------------------------------------

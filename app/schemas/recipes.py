@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from app.schemas.spec import MEMBER_WEBHOOK, JobSpec
+from app.schemas.spec import MEMBER_WEBHOOK, JobSpec, RecipeChoice
 
 RECIPES: dict[str, dict[str, Any]] = {
     # Devlin et al. 2019: pooled vector + linear classifier, every weight trains, warm-up then decay.
@@ -64,6 +64,16 @@ RECIPES: dict[str, dict[str, Any]] = {
         "optimization": {"train": "all", "unfreezing": "top_only"},
         "training": {"learning_rate": 5e-4},
     },
+    # Tunstall et al. 2022 (SetFit): the encoder tuned on sentence pairs of the labeled rows (contrastive,
+    # CosineSimilarityLoss, R = 20, lr 2e-5, batch 16, one epoch), then a linear head on its mean-pooled
+    # vectors. SetFit keeps no rows for validation: few-shot rows are too few to spare.
+    "setfit": {
+        "data": {"validation_fraction": 0},
+        "model": {"pooling": "mean", "dropout": 0.0},
+        "contrastive": {},
+        "optimization": {"train": "head_only", "lr_schedule": "constant"},
+        "training": {"learning_rate": 1e-2, "epochs": 50},
+    },
     # Li et al. 2018: fine-tuning pulled toward the pretrained starting point.
     "l2_sp": {
         "optimization": {"train": "all", "regularizers": [{"name": "l2_sp", "alpha": 0.01, "beta": 0.01}]},
@@ -74,6 +84,39 @@ RECIPES: dict[str, dict[str, Any]] = {
         "optimization": {"train": "all", "regularizers": [{"name": "ewc", "weight": 100.0}]},
     },
 }
+
+
+AUTO = "auto"  # the recipe of a spec that names none: chosen from the training data (choose_recipe)
+# Measured in benchmarks/setfit.py: below about this many labeled rows per class, setfit beats fine_tuning.
+SETFIT_BELOW_ROWS_PER_CLASS = 50
+
+
+def choose_recipe(raw: dict[str, Any], label_counts: dict[str, int] | None) -> RecipeChoice:
+    """What `auto` runs, and why: setfit for few rows per class of one text field and one label,
+    fine_tuning otherwise (including when the training data's counts are unknown)."""
+    if label_counts is None:
+        return RecipeChoice(recipe="fine_tuning", reason="the training data's label counts are unknown")
+    classes, rows = len(label_counts), sum(label_counts.values())
+    per_class = rows / max(classes, 1)
+    where = f"{rows} training rows over {classes} classes ({per_class:.0f} per class)"
+    if raw.get("task", "single_label") != "single_label" or raw.get("text_fields"):
+        return RecipeChoice(recipe="fine_tuning", reason=f"{where}; setfit takes one text field and one label")
+    compute = raw.get("compute") if isinstance(raw.get("compute"), dict) else {}
+    if any(isinstance(compute.get(key), int) and compute[key] > 1 for key in ("gpus", "processes")):
+        return RecipeChoice(recipe="fine_tuning", reason=f"{where}; setfit trains in one process")
+    if per_class < SETFIT_BELOW_ROWS_PER_CLASS:
+        return RecipeChoice(
+            recipe="setfit",
+            reason=f"{where}: under {SETFIT_BELOW_ROWS_PER_CLASS} per class, contrastive pairs (setfit) learn more",
+            rows=rows,
+            classes=classes,
+        )
+    return RecipeChoice(
+        recipe="fine_tuning",
+        reason=f"{where}: {SETFIT_BELOW_ROWS_PER_CLASS} or more per class, fine-tuning every weight learns more",
+        rows=rows,
+        classes=classes,
+    )
 
 
 class SpecError(ValueError):
@@ -107,11 +150,18 @@ def deep_merge(base: Any, override: Any) -> Any:
     return override
 
 
-def expand(raw: dict[str, Any]) -> JobSpec:
-    """Lay a submitted spec over its recipe and validate the result, with its stages and ensemble members."""
-    name = raw.get("recipe", "fine_tuning")
+def expand(raw: dict[str, Any], label_counts: dict[str, int] | None = None) -> JobSpec:
+    """Lay a submitted spec over its recipe and validate the result, with its stages and ensemble
+    members. A spec naming no recipe (or `auto`) gets the one `choose_recipe` picks from the training
+    data's `label_counts`; the stored spec names it, and `recipe_choice` says why."""
+    name = raw.get("recipe", AUTO)
     if not isinstance(name, str):
         return JobSpec.model_validate(raw)  # pydantic names the bad `recipe` field
+    choice = None
+    if name == AUTO:
+        choice = choose_recipe(raw, label_counts)
+        name = choice.recipe
+    raw = {**raw, "recipe": name, "recipe_choice": None if choice is None else choice.model_dump()}
     if name not in RECIPES:
         raise UnknownRecipe(f"unknown recipe {name!r}; known recipes: {', '.join(sorted(RECIPES))}")
     if isinstance(raw.get("ensemble"), dict):

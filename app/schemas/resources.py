@@ -121,10 +121,19 @@ class PredictRequest(BaseModel):
     inputs: list[str | tuple[str, str]] = Field(
         min_length=1, description="Texts to classify; for a sentence-pair model, [first, second] pairs."
     )
+    abstain_below: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="Return label null for a prediction whose top score is under this; null: the model's own "
+        "(its job's abstain_below), if any.",
+    )
 
 
 class Prediction(Public):
-    label: str = Field(description="The most probable label.")
+    label: str | None = Field(
+        description="The most probable label; null when its score is under the abstain_below threshold."
+    )
     score: float
     scores: dict[str, float] = Field(description="Every label's probability.")
     labels: list[str] | None = Field(None, description="multi_label models: every label above the threshold.")

@@ -171,8 +171,37 @@ class Distillation(Strict):
     unlabeled: str | None = Field(None, description="Dataset id of extra text that only the teacher labels.")
     unlabeled_text_field: str | None = Field(None, min_length=1, description="null: the job's text_field.")
     max_unlabeled: int | None = Field(None, ge=1, description="Use at most this many unlabeled rows; null: all.")
+    augment: int = Field(
+        4,
+        ge=0,
+        le=20,
+        description="With no unlabeled set: a transfer set of this many perturbed copies of each training text "
+        "(every word masked or dropped with probability augment_rate), labelled by the teacher alone (Tang et al. "
+        "2019; TinyBERT's augmentation, Jiao et al. 2020). 0: the training texts alone.",
+    )
+    augment_rate: float = Field(0.15, gt=0, lt=1, description="Share of words each augmented copy masks or drops.")
 
     def references(self, job: JobSpec) -> Iterator[Reference]:
         if self.unlabeled is not None:
             text_field = self.unlabeled_text_field or job.text_field
             yield DatasetRef("unlabeled", self.unlabeled, (text_field,), limit=self.max_unlabeled)
+
+
+class ContrastivePairs(Strict):
+    """SetFit's first step (Tunstall et al. 2022): before the head trains, the encoder is fine-tuned
+    on sentence pairs built from the labeled rows, two texts of one class pulled together and of two
+    classes pushed apart (cosine-similarity loss), which is what few labeled rows can teach best."""
+
+    pairs_per_example: int = Field(
+        20,
+        ge=1,
+        le=100,
+        description="Iterations R of SetFit's pair generation: each one gives every row one positive pair (a row "
+        "of its class) and one negative (a row of another), so there are 2 x R x rows pairs.",
+    )
+    max_pairs: int | None = Field(
+        None, ge=2, description="Use at most this many pairs (drawn evenly from the iterations); null: all."
+    )
+    epochs: int = Field(1, ge=1, le=20, description="Passes over the pairs.")
+    learning_rate: float = Field(2e-5, gt=0, le=1, description="Peak learning rate of the encoder (linear decay).")
+    batch_size: int = Field(16, ge=1, le=1024, description="Pairs per step (each step encodes twice as many texts).")

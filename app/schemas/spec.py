@@ -24,7 +24,15 @@ from app.adaptation.sampling import SAMPLINGS
 from app.adaptation.schedules import SCHEDULES
 from app.adaptation.unfreezing import UNFREEZING
 from app.schemas.references import DatasetRef, ModelRef, Reference, Referencing, under
-from app.schemas.signal import AuxiliaryTask, Consistency, Distillation, SliceSpec, Stage, TaskSampling
+from app.schemas.signal import (
+    AuxiliaryTask,
+    Consistency,
+    ContrastivePairs,
+    Distillation,
+    SliceSpec,
+    Stage,
+    TaskSampling,
+)
 from app.schemas.spec_base import Strict
 
 
@@ -214,6 +222,22 @@ class TrainingConfig(Strict):
         "step. Not cached (an event says why) with pooling scalar_mix, regularizers that read the tokens, or "
         "over frozen_cache_mb.",
     )
+    refit: bool = Field(
+        True,
+        description="With validation held out from train (no data.validation given): the kept epoch is chosen on "
+        "the held-out rows, then a fresh model trains on every training row for that many epochs, and that model is "
+        "the job's (its validation metrics are the choosing run's). false: the model trained on the rest is kept.",
+    )
+    calibrate: bool = Field(
+        True,
+        description="single_label: fit a temperature on the validation rows (Guo et al. 2017) and fold it into the "
+        "head, so predicted scores are calibrated probabilities; the card reports ECE before and after.",
+    )
+    class_weights: Literal["balanced"] | dict[str, float] | None = Field(
+        None,
+        description="single_label: weigh each class's loss. balanced: n / (classes x count of the class), as "
+        "scikit-learn; or {label: weight} (labels left out weigh 1); null: every example weighs the same.",
+    )
     frozen_cache_mb: int = Field(
         1024,
         ge=0,
@@ -232,9 +256,26 @@ class Webhook(Strict):
     )
 
 
+class RecipeChoice(Strict):
+    """What recipe `auto` chose for the job's training data, and why (app/schemas/recipes.py)."""
+
+    requested: Literal["auto"] = "auto"
+    recipe: str = Field(description="The recipe chosen.")
+    reason: str = Field(description="The rule that chose it, with the counts it read.")
+    rows: int | None = Field(None, description="Labeled training rows counted.")
+    classes: int | None = Field(None, description="Classes among them.")
+
+
 class JobSpec(Strict):
     base_model: str = Field("minilm-l6", description="Catalog id of the pretrained encoder.")
-    recipe: str = Field("fine_tuning", description="Named recipe the rest of the spec overrides.")
+    recipe: str = Field(
+        "auto",
+        description="Named recipe the rest of the spec overrides; auto (the default when none is named) chooses "
+        "setfit or fine_tuning from the training data's rows per class, and the job stores the recipe it chose.",
+    )
+    recipe_choice: RecipeChoice | None = Field(
+        None, description="Set by the service: what auto chose and why (a value sent is replaced)."
+    )
     data: DataRefs
     text_field: str = Field("text", min_length=1, description="Column holding the text.")
     text_fields: list[str] | None = Field(
@@ -253,6 +294,13 @@ class JobSpec(Strict):
     label_delimiter: str = Field("|", min_length=1, max_length=5, description="multi_label: separates labels.")
     threshold: float | None = Field(
         None, gt=0, lt=1, description="multi_label: probability above which a label is predicted; null: tuned."
+    )
+    abstain_below: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="single_label: a prediction whose top score is under this returns label null (with its "
+        "scores); a predict request may set its own. null: always a label.",
     )
     model: ModelConfig = Field(default_factory=ModelConfig)
     optimization: OptimizationConfig = Field(default_factory=OptimizationConfig)
@@ -273,6 +321,9 @@ class JobSpec(Strict):
         0, ge=0, le=100, description="With tasks: then this many epochs on the main task alone."
     )
     consistency: Consistency | None = Field(None, description="Semi-supervised consistency on unlabeled text (UDA).")
+    contrastive: ContrastivePairs | None = Field(
+        None, description="Contrastive sentence-pair fine-tuning of the encoder on the labeled rows (SetFit), first."
+    )
     slices: list[SliceSpec] = Field(
         default_factory=list, max_length=16, description="Named subsets with their own head and metrics."
     )
@@ -316,12 +367,21 @@ class JobSpec(Strict):
     def trains_own_encoder(self) -> bool:
         """Whether the encoder the head sits on differs from the base model's (stages or a cut student),
         so that the artifact must hold every weight."""
-        return bool(self.stages) or self.student_layers is not None
+        return bool(self.stages) or self.student_layers is not None or self.contrastive is not None
 
     @model_validator(mode="after")
     def _coherent(self) -> JobSpec:
         if self.label_field in self.input_fields:
             raise ValueError("text_field and label_field must name different columns")
+        if self.task != "single_label":
+            for name, value in (
+                ("abstain_below", self.abstain_below),
+                ("training.class_weights", self.training.class_weights),
+            ):
+                if value:
+                    raise ValueError(f"{name} applies to task 'single_label' only (multi_label has its thresholds)")
+        if isinstance(self.training.class_weights, dict) and any(w <= 0 for w in self.training.class_weights.values()):
+            raise ValueError("training.class_weights: every weight must be above 0")
         if self.task != "multi_label" and (self.threshold is not None or self.training.eval_metric == "micro_f1"):
             raise ValueError("threshold and eval_metric 'micro_f1' apply to task 'multi_label' only")
         if not self.data.has_validation and self.training.early_stopping_patience is not None:
@@ -362,6 +422,8 @@ class JobSpec(Strict):
         if self.task != "single_label":
             if self.consistency is not None or self.teacher is not None:
                 raise ValueError("consistency and distillation (teacher) apply to task 'single_label' only")
+        if self.contrastive is not None and (self.task != "single_label" or self.text_fields):
+            raise ValueError("contrastive pairs (setfit) apply to task 'single_label' on one text field")
         if self.teacher is None and (self.student_layers is not None or self.distillation is not None):
             raise ValueError("student_layers and distillation need a teacher (the id of a trained model)")
         if self.ensemble is not None and self.teacher is not None:
@@ -417,7 +479,9 @@ def undistributable_options(spec: JobSpec) -> list[str]:
     step (auxiliary tasks, slices, consistency, distillation), and jobs of several runs (stages,
     ensembles)."""
     refused = [name for name in ("stages", "tasks", "slices") if getattr(spec, name)]
-    refused += [name for name in ("ensemble", "consistency", "teacher") if getattr(spec, name) is not None]
+    refused += [
+        name for name in ("ensemble", "consistency", "teacher", "contrastive") if getattr(spec, name) is not None
+    ]
     if spec.optimization.unfreezing.name not in STATIC_UNFREEZING:
         refused.append(f"optimization.unfreezing {spec.optimization.unfreezing.name!r}")
     return refused

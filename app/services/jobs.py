@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -12,7 +13,7 @@ from sqlalchemy.orm import Session
 from app.catalog import Catalog, UnknownBaseModel
 from app.db.models import Dataset, Job, JobEvent, Model, new_id, utcnow
 from app.db.pagination import newest_first
-from app.schemas.recipes import SpecError, describe, expand
+from app.schemas.recipes import AUTO, SpecError, describe, expand
 from app.schemas.references import DatasetRef, ModelRef
 from app.schemas.spec import Compute, JobSpec, labels_of
 from app.services.datasets import CachedRows, RowSource, check_columns, get_dataset
@@ -29,11 +30,11 @@ class Enqueue(Protocol):
     def __call__(self, job_id: str, compute: Compute) -> None: ...
 
 
-def validate_spec(raw: Any) -> JobSpec:
+def validate_spec(raw: Any, label_counts: dict[str, int] | None = None) -> JobSpec:
     if not isinstance(raw, dict):
         raise InvalidInput("the job spec must be a JSON object")
     try:
-        return expand(raw)
+        return expand(raw, label_counts)
     except SpecError as error:
         raise InvalidInput(f"invalid job spec: {error}") from None
     except ValidationError as error:
@@ -162,6 +163,28 @@ def check_members(catalog: Catalog, spec: JobSpec) -> None:
             raise InvalidInput(f"ensemble.members.{index}.base_model: {error.args[0]}") from None
 
 
+def auto_label_counts(session: Session, store: ArtifactStore, tenant_id: str, raw: Any) -> dict[str, int] | None:
+    """For a spec whose recipe is `auto`: the rows per label of its training data, which choose the
+    recipe (recipes.choose_recipe); None when it names another recipe or the data cannot be read
+    (check_data then says what is wrong)."""
+    if not isinstance(raw, dict) or raw.get("recipe", AUTO) != AUTO:
+        return None
+    data, label_field = raw.get("data"), raw.get("label_field", "label")
+    train = data.get("train") if isinstance(data, dict) else None
+    if not isinstance(train, str) or not isinstance(label_field, str):
+        return None
+    dataset = session.get(Dataset, train)
+    if dataset is None or dataset.tenant_id != tenant_id:
+        return None
+    if dataset.label_field == label_field and dataset.label_counts is not None:
+        return dict(dataset.label_counts)
+    try:
+        values = [row[label_field] for row in CachedRows(store).read_dataset(dataset.id)]
+    except Exception:  # noqa: BLE001 - unreadable data: check_data names the problem
+        return None
+    return dict(Counter(v if isinstance(v, str) else "|".join(map(str, v)) for v in values))
+
+
 def _classes(rows: RowSource, dataset: Dataset, spec: JobSpec) -> list[str]:
     if spec.task == "single_label" and dataset.label_field == spec.label_field and dataset.label_counts is not None:
         return sorted(dataset.label_counts)
@@ -181,7 +204,7 @@ def checked_spec(
     """The expanded spec, once everything it names is known to exist, be the tenant's and fit.
     `webhooks` says which webhook URLs the service accepts; by default none. `gpu_classes` are the
     GPU classes the operator runs queues for (THAW_GPU_CLASSES); by default none."""
-    spec = validate_spec(raw)
+    spec = validate_spec(raw, auto_label_counts(session, store, tenant_id, raw))
     if spec.webhook is not None:
         webhooks.check(str(spec.webhook.url))
     check_gpu_class(spec.compute, gpu_classes)
@@ -216,6 +239,11 @@ def create_job(
     )
     session.add(job)
     add_event(session, job.id, "queued", f"recipe {spec.recipe!r} on {spec.base_model!r}")
+    if spec.recipe_choice is not None:
+        choice = spec.recipe_choice
+        add_event(
+            session, job.id, "recipe_chosen", f"auto chose {choice.recipe!r}: {choice.reason}", choice.model_dump()
+        )
     session.commit()  # the worker must find the row when the message arrives
     try:
         enqueue(job.id, spec.compute)

@@ -29,6 +29,7 @@ class Servable:
     id: str
     base_model: str
     takes_pairs: bool
+    abstain_below: float | None = None  # the job spec's: under it, a prediction's label is null
 
 
 def find_servable(engine: Engine, *, key: str, model_id: str) -> tuple[bool, Servable | None]:
@@ -46,7 +47,7 @@ def find_servable(engine: Engine, *, key: str, model_id: str) -> tuple[bool, Ser
         return False, None
     if row.id is None:
         return True, None
-    return True, Servable(row.id, row.base_model, bool(row.spec.get("text_fields")))
+    return True, Servable(row.id, row.base_model, bool(row.spec.get("text_fields")), row.spec.get("abstain_below"))
 
 
 def list_models(session: Session, *, tenant_id: str, limit: int, offset: int) -> tuple[list[Model], int]:

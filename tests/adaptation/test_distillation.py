@@ -11,7 +11,7 @@ from app.adaptation.data import Batch, LabeledTexts
 from app.adaptation.job import save_result
 from app.adaptation.model import load_pretrained_encoder
 from app.adaptation.objectives import ObjectiveContext, StepInputs
-from app.adaptation.objectives.distillation import Distill, distillation_loss
+from app.adaptation.objectives.distillation import Distill, augmented_copies, distillation_loss
 from app.adaptation.resources import Resources
 from app.adaptation.student import cut_encoder, kept_layers
 from app.adaptation.tasks import TASKS
@@ -62,7 +62,7 @@ class FixedTeacher:
 def test_the_student_targets_are_the_teachers_softened_probabilities(tiny_model_dir):
     train = sentiment(20)
     teacher = FixedTeacher()
-    spec = job(teacher="t", distillation={"temperature": 3.0, "weight": 0.7})
+    spec = job(teacher="t", distillation={"temperature": 3.0, "weight": 0.7, "augment": 0})
     model = classifier(tiny_model_dir, spec)
     task = TASKS.get("single_label")(teacher.labels, None)
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
@@ -83,6 +83,44 @@ def test_the_student_targets_are_the_teachers_softened_probabilities(tiny_model_
 class _Quiet:
     def on_event(self, *args):
         pass
+
+
+def test_augmented_copies_mask_or_drop_words_and_nothing_else():
+    texts = ["the film was a delight from start to end", ("first half", "second half of it")]
+    copies = augmented_copies(texts, copies=50, rate=0.3, mask_token="[MASK]", seed=0)
+    assert len(copies) == 100 and copies == augmented_copies(texts, 50, 0.3, "[MASK]", 0)
+    singles = copies[0::2]
+    assert all(set(c.split()) <= set(texts[0].split()) | {"[MASK]"} for c in singles)
+    words = sum(len(c.split()) for c in singles)
+    masked = sum(c.split().count("[MASK]") for c in singles)
+    assert 0.09 < masked / (50 * 9) < 0.21  # about rate / 2 of the words become the mask...
+    assert 0.09 < 1 - words / (50 * 9) < 0.21  # ...and about rate / 2 are dropped
+    assert all(isinstance(c, tuple) and len(c) == 2 for c in copies[1::2])
+
+
+def test_without_unlabeled_text_the_teacher_labels_an_augmented_transfer_set(tiny_model_dir):
+    train, teacher = sentiment(20), FixedTeacher()
+    spec = job(teacher="t", distillation={"temperature": 2.0, "augment": 3})
+    events = []
+
+    class Recorder:
+        def on_event(self, kind, message, data):
+            events.append(message)
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    ctx = ObjectiveContext(
+        spec,
+        classifier(tiny_model_dir, spec),
+        tokenizer,
+        torch.device("cpu"),
+        train,
+        TASKS.get("single_label")(teacher.labels, None),
+        Resources(models={"t": teacher}),
+        Recorder(),
+    )
+    objective = Distill(ctx)
+    assert teacher.calls == [2.0, 2.0] and len(objective.unlabeled_targets) == 3 * 20
+    assert objective.needs_inputs and "60 augmented ones" in events[0]
 
 
 def test_kept_layers_are_evenly_spaced_from_bottom_to_top():

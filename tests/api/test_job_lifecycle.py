@@ -42,7 +42,7 @@ def test_pause_and_resume_a_queued_job(client, headers, job_id):
     assert resumed.status_code == 200 and resumed.json()["status"] == "queued"
     twice = post(client, headers, job_id, "resume")
     assert twice.status_code == 409 and "only a paused job can be resumed" in twice.json()["detail"]
-    assert kinds(client, headers, job_id) == ["queued", "paused", "resumed_requested"]
+    assert kinds(client, headers, job_id) == ["queued", "recipe_chosen", "paused", "resumed_requested"]
 
 
 def test_pausing_a_running_job_flags_it_for_its_training_loop(client, headers, job_id, settings):

@@ -17,7 +17,9 @@ def submit(client, headers, spec):
 
 def test_submit_stores_the_fully_expanded_spec(client, headers, train_id):
     response = submit(
-        client, headers, {"base_model": "tiny-bert", "data": {"train": train_id}, "training": {"epochs": 2}}
+        client,
+        headers,
+        {"base_model": "tiny-bert", "recipe": "fine_tuning", "data": {"train": train_id}, "training": {"epochs": 2}},
     )
     assert response.status_code == 202
     assert response.json()["status"] == "queued"
@@ -32,6 +34,9 @@ def test_submit_stores_the_fully_expanded_spec(client, headers, train_id):
         "eval_metric": "accuracy",
         "early_stopping_patience": None,
         "precision": "auto",
+        "refit": True,
+        "calibrate": True,
+        "class_weights": None,
         "cache_frozen_layers": True,
         "frozen_cache_mb": 1024,
     }
@@ -164,7 +169,7 @@ def test_cancel_a_queued_job_then_again(client, headers, train_id):
     again = client.post(f"/v1/jobs/{job_id}/cancel", headers=headers)
     assert again.status_code == 409 and "already cancelled" in again.json()["detail"]
     kinds = [e["kind"] for e in client.get(f"/v1/jobs/{job_id}/events", headers=headers).json()["items"]]
-    assert kinds == ["queued", "cancelled"]
+    assert kinds == ["queued", "recipe_chosen", "cancelled"]
 
 
 def test_a_dataset_in_use_by_a_queued_job_cannot_be_deleted(client, headers, train_id):

@@ -269,6 +269,7 @@ def test_a_student_of_the_tenants_teacher_is_accepted(client, headers, ids, mode
 
 def test_an_ensemble_with_varied_members_is_accepted(client, headers, ids):
     change = {
+        "recipe": "fine_tuning",
         "training": {"epochs": 2},
         "ensemble": {
             "members": [

@@ -111,7 +111,9 @@ def test_a_finished_job_gets_one_signed_post(api, headers, hooked, train_id, rec
     assert payload["event"] == "job.cancelled" and payload["delivery"] == delivery_id and payload["attempt"] == 1
     job = payload["job"]
     assert job["id"] == job_id and job["status"] == "cancelled"
-    assert job["recipe"] == "fine_tuning" and job["base_model"] == "tiny-bert"
+    stored = api.get(f"/v1/jobs/{job_id}", headers=headers).json()
+    assert job["recipe"] == stored["spec"]["recipe"] == "setfit"  # auto, on a few rows per class
+    assert job["base_model"] == "tiny-bert"
     assert job["model_id"] is None and job["error"] is None and job["metrics"] is None
     assert job["finished_at"] == api.get(f"/v1/jobs/{job_id}", headers=headers).json()["finished_at"].replace(
         "Z", "+00:00"

@@ -136,10 +136,10 @@ def test_follow_events_streams_the_jobs_events_then_its_end(thaw, train):
     thaw.cancel_job(created.id)
     messages = list(thaw.follow_events(created.id))
     kinds = [kind for kind, _ in messages]
-    assert kinds == ["queued", "cancelled", "end"], messages
+    assert kinds == ["queued", "recipe_chosen", "cancelled", "end"], messages
     assert messages[-1][1]["status"] == "cancelled"
     ids = [data["id"] for kind, data in messages if kind != "end"]
-    assert [kind for kind, _ in thaw.follow_events(created.id, after=ids[0])] == ["cancelled", "end"]
+    assert [kind for kind, _ in thaw.follow_events(created.id, after=ids[0])] == ["recipe_chosen", "cancelled", "end"]
     with pytest.raises(NotFound):
         list(thaw.follow_events("job_nope"))
 

@@ -4,6 +4,7 @@ import threading
 
 import pytest
 
+from app.schemas.recipes import SETFIT_BELOW_ROWS_PER_CLASS
 from tests.e2e.conftest import Service
 from tests.utils.data import as_csv, sentiment
 from tests.utils.services import wait_for
@@ -48,7 +49,8 @@ def test_the_job_succeeds_with_metrics_progress_and_timings(service, finished):
     assert set(finished["metrics"]["per_class"]) == {"negative", "positive"}
     assert [h["epoch"] for h in finished["metrics"]["history"]] == [1, 2, 3, 4]
     assert finished["progress"]["stage"] == "done" and finished["progress"]["fraction"] == 1.0
-    assert finished["progress"]["total_steps"] == 4 * 17  # 270 train examples (10% held out) / 16
+    # The last run is the refit on all 300 rows (19 batches of 16), after 4 epochs of 270 chose the epoch.
+    assert finished["progress"]["total_steps"] == 4 * 19
     timings = finished["timings"]
     assert 0 < timings["train_seconds"] < timings["total_seconds"]
     assert timings["queued_seconds"] >= 0
@@ -58,13 +60,18 @@ def test_events_tell_the_story_in_order(service, finished):
     events = service.client.get(f"/v1/jobs/{finished['id']}/events", headers=service.headers).json()["items"]
     assert [e["kind"] for e in events] == [
         "queued",
+        "recipe_chosen",
         "started",
         "training_started",
         "phase",
         *["evaluated"] * 4,
+        "refit",
+        "phase",
         "succeeded",
     ]
-    phase = events[3]["data"]
+    assert events[1]["data"]["recipe"] == "fine_tuning" and "150 per class" in events[1]["message"]
+    assert events[9]["data"] == {"epoch": finished["metrics"]["best_epoch"], "train_examples": 300}
+    phase = events[4]["data"]
     assert phase["trainable_groups"] == ["embeddings", "layer_1", "layer_2", "new"]
     assert phase["learning_rates"] == dict.fromkeys(phase["trainable_groups"], 1e-3)
     assert events[-1]["data"]["model_id"] == finished["model_id"]
@@ -95,6 +102,63 @@ def test_the_model_card(service, finished):
     assert card["artifact_bytes"] == sum(f.stat().st_size for f in directory.rglob("*") if f.is_file())
     listed = service.client.get("/v1/models", headers=service.headers).json()["items"]
     assert card["id"] in [m["id"] for m in listed]
+
+
+def test_the_default_job_is_chosen_refit_and_calibrated_and_its_card_says_so(service, finished):
+    card = service.client.get(f"/v1/models/{finished['model_id']}", headers=service.headers).json()
+    choice = card["spec"]["recipe_choice"]
+    assert card["spec"]["recipe"] == choice["recipe"] == "fine_tuning" and choice["requested"] == "auto"
+    assert choice["rows"] == 300 and choice["classes"] == 2
+    metrics = card["metrics"]
+    assert metrics["refit"] == {"epochs": metrics["best_epoch"], "train_examples": 300}
+    calibration = metrics["calibration"]
+    assert calibration["method"] == "temperature_scaling" and calibration["validation_examples"] == 30
+    assert calibration["validation_ece_after"] <= calibration["validation_ece_before"]
+    assert {"ece", "ece_uncalibrated"} <= set(metrics["test"])
+
+
+def test_abstain_below_over_http(service, finished):
+    url = f"/v1/models/{finished['model_id']}/predict"
+    plain = service.client.post(url, headers=service.headers, json={"inputs": TEST_SET.texts}).json()["predictions"]
+    cut = sorted(p["score"] for p in plain)[len(plain) // 2]  # the median score: about half fall under it
+    answer = service.client.post(url, headers=service.headers, json={"inputs": TEST_SET.texts, "abstain_below": cut})
+    assert answer.status_code == 200, answer.text
+    for before, after in zip(plain, answer.json()["predictions"], strict=True):
+        assert after["scores"] == before["scores"] and after["score"] == before["score"]
+        assert after["label"] == (None if before["score"] < cut else before["label"])
+    assert any(p["label"] is None for p in answer.json()["predictions"])
+    bad = service.client.post(url, headers=service.headers, json={"inputs": ["a"], "abstain_below": 1.5})
+    assert bad.status_code == 422 and "abstain_below" in bad.text
+
+
+@pytest.mark.sqlite_only  # the recipe's choice and serving do not touch the database differently
+def test_few_rows_per_class_get_setfit_and_the_models_own_abstain_below(service):
+    train = upload(service, "few.csv", as_csv(sentiment(16, seed=3)))
+    job_id = submit(
+        service,
+        {
+            "base_model": "tiny-bert",
+            "data": {"train": train},
+            "abstain_below": 0.9,
+            "contrastive": {"pairs_per_example": 5, "learning_rate": 1e-3},
+            "training": {"learning_rate": 1e-2, "epochs": 30},
+        },
+    )
+    job = service.wait(job_id)
+    assert job["status"] == "succeeded", job["error"]
+    assert job["spec"]["recipe"] == "setfit" and job["spec"]["recipe_choice"]["recipe"] == "setfit"
+    assert job["metrics"]["contrastive"]["pairs"] == 2 * 5 * 16
+    events = service.client.get(f"/v1/jobs/{job_id}/events", headers=service.headers).json()["items"]
+    kinds = [e["kind"] for e in events]
+    assert kinds.index("recipe_chosen") < kinds.index("contrastive_started") < kinds.index("contrastive_finished")
+    assert kinds.index("contrastive_finished") < kinds.index("training_started")
+    card = service.client.get(f"/v1/models/{job['model_id']}", headers=service.headers).json()
+    assert f"under {SETFIT_BELOW_ROWS_PER_CLASS} per class" in card["spec"]["recipe_choice"]["reason"]
+    url = f"/v1/models/{job['model_id']}/predict"
+    own = service.client.post(url, headers=service.headers, json={"inputs": TEST_SET.texts}).json()["predictions"]
+    assert all((p["label"] is None) == (p["score"] < 0.9) for p in own)
+    lower = service.client.post(url, headers=service.headers, json={"inputs": TEST_SET.texts, "abstain_below": 0.01})
+    assert all(p["label"] is not None for p in lower.json()["predictions"])
 
 
 def test_bad_predict_requests(service, finished):

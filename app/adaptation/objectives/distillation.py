@@ -3,10 +3,16 @@
 The student's loss is (1 - w) * CE(labels, student) + w * T^2 * KL(teacher_T || student_T), where
 x_T = softmax(logits / T); the T^2 keeps the soft term's gradients on the scale of the hard one's as
 T changes. The teacher's softened distribution (for an ensemble, the mean of its members') is
-computed once per example before training. Unlabeled text, when given, adds the soft term alone.
+computed once per example before training. A transfer set adds the soft term alone: the unlabeled
+text when given, else (`augment`) perturbed copies of the training texts, each word masked or dropped
+with probability `augment_rate` (Tang et al. 2019, "Distilling Task-Specific Knowledge from BERT
+into Simple Neural Networks"): the teacher's answers on texts near the training ones carry its
+knowledge where the labeled rows alone do not reach.
 """
 
 from __future__ import annotations
+
+import random
 
 import torch
 from torch import nn
@@ -23,6 +29,27 @@ def distillation_loss(student_logits: torch.Tensor, teacher_probabilities: torch
     return temperature**2 * kl
 
 
+def augmented_copies(texts: list, copies: int, rate: float, mask_token: str, seed: int) -> list:
+    """`copies` perturbed versions of every text (a pair: both sides): each word is kept, replaced by
+    the mask token, or dropped, the last two each with probability rate / 2; a copy keeps one word."""
+    rng = random.Random(seed)
+
+    def perturb(text: str) -> str:
+        words = text.split()
+        kept = []
+        for word in words:
+            draw = rng.random()
+            kept.append(word if draw >= rate else (mask_token if draw < rate / 2 else None))
+        out = [w for w in kept if w is not None]
+        return " ".join(out) if out else (words[0] if words else text)
+
+    return [
+        tuple(perturb(side) for side in text) if isinstance(text, tuple) else perturb(text)
+        for _ in range(copies)
+        for text in texts
+    ]
+
+
 class Distill:
     main_weight: float
 
@@ -34,17 +61,28 @@ class Distill:
         self.main_weight = 1.0 - options.weight
         self.train_targets = teacher.probabilities(context.train.texts, options.temperature)
         self.unlabeled: StepBatches | None = None
-        self.needs_inputs = options.unlabeled is not None
+        texts: list | None = None
         if options.unlabeled is not None:
             field = options.unlabeled_text_field or spec.text_field
             texts = context.resources.texts_of(options.unlabeled, field, options.max_unlabeled)
+        elif options.augment:
+            mask = context.tokenizer.mask_token or context.tokenizer.unk_token
+            texts = augmented_copies(
+                context.train.texts, options.augment, options.augment_rate, mask, spec.training.seed
+            )
+        self.needs_inputs = texts is not None
+        if texts is not None:
             targets = teacher.probabilities(texts, options.temperature)
             batches = token_batches(context.tokenizer, texts, spec.training.max_length, None, spec.training.batch_size)
             self.unlabeled, self.unlabeled_targets = StepBatches(batches, spec.training.seed), targets
         context.callbacks.on_event(
             "distillation",
             f"teacher {spec.teacher} labelled {len(context.train)} training texts"
-            + (f" and {len(self.unlabeled_targets)} unlabeled ones" if self.unlabeled else "")
+            + (
+                f" and {len(self.unlabeled_targets)} {'unlabeled' if options.unlabeled else 'augmented'} ones"
+                if self.unlabeled
+                else ""
+            )
             + f" at temperature {options.temperature}",
             {"teacher": spec.teacher, "temperature": options.temperature, "weight": options.weight},
         )

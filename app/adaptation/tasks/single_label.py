@@ -19,12 +19,17 @@ class SingleLabel:
     def __init__(self, labels: list[str]) -> None:
         self.labels = labels
         self._index = {label: i for i, label in enumerate(labels)}
+        self.weights: torch.Tensor | None = None  # per-class loss weights (training.class_weights)
+
+    def weigh(self, weights: list[float]) -> None:
+        self.weights = torch.tensor(weights, dtype=torch.float32)
 
     def targets(self, gold: Sequence[Any]) -> list[int]:
         return [self._index[label] for label in gold]
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return nn.functional.cross_entropy(logits, targets)
+        weight = None if self.weights is None else self.weights.to(logits.device)
+        return nn.functional.cross_entropy(logits.float(), targets, weight=weight)
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.float().softmax(dim=-1)

@@ -117,10 +117,18 @@ async def answer(
             raise RateLimited(str(error), retry_after=1) from None
         return await asyncio.wrap_future(future)
 
+    below = body.abstain_below if body.abstain_below is not None else model.abstain_below
     try:
-        return PredictResponse(predictions=await predict_once())
+        return PredictResponse(predictions=abstain(await predict_once(), below))
     except Unloaded:  # evicted while the request waited: loaded again, once
-        return PredictResponse(predictions=await predict_once())
+        return PredictResponse(predictions=abstain(await predict_once(), below))
+
+
+def abstain(predictions: list[dict[str, Any]], below: float | None) -> list[dict[str, Any]]:
+    """Predictions whose top score is under `below` lose their label (null); their scores stay."""
+    if below is None:
+        return predictions
+    return [{**p, "label": None} if p["score"] < below else p for p in predictions]
 
 
 def check_inputs(body: PredictRequest, settings: Settings) -> None:

@@ -9,14 +9,32 @@ function card(model) {
   return facts([
     ["base model", model.base_model],
     ["recipe", model.spec?.recipe],
+    ["chosen by auto", model.spec?.recipe_choice?.reason ?? "— (named in the spec)"],
     ["job", link(`#/jobs/${model.job_id}`, model.job_id)],
     ["labels", model.labels.join(", ")],
     ["trainable params", `${integer(model.trainable_params)} of ${integer(model.total_params)}${trained}`],
     ["artifact size", bytes(model.artifact_bytes)],
     ["peak memory", bytes(model.peak_memory_bytes)],
     ["training time", seconds(model.train_seconds)],
+    ["kept epoch", keptEpoch(model.metrics)],
+    ["calibration", calibration(model.metrics)],
+    ["abstains below", model.spec?.abstain_below ?? "never"],
     ["created", dateTime(model.created_at)],
   ]);
+}
+
+function keptEpoch(metrics) {
+  if (metrics?.best_epoch == null) return "—";
+  const refit = metrics.refit;
+  return refit ? `${metrics.best_epoch}, then refit on all ${integer(refit.train_examples)} rows` : `${metrics.best_epoch}`;
+}
+
+// Temperature scaling (Guo et al. 2017): the fitted temperature and the ECE it took from and to.
+function calibration(metrics) {
+  const fitted = metrics?.calibration;
+  if (!fitted) return "none";
+  const test = metrics.test?.ece_uncalibrated != null ? `; test ECE ${metric(metrics.test.ece_uncalibrated)} → ${metric(metrics.test.ece)}` : "";
+  return `temperature ${fitted.temperature.toFixed(2)}; validation ECE ${metric(fitted.validation_ece_before)} → ${metric(fitted.validation_ece_after)}${test}`;
 }
 
 // A sentence-pair model takes [first, second]: one pair per line, the two separated by a tab.
@@ -52,7 +70,7 @@ function predictionsTable(inputs, predictions) {
   return table(
     [
       { title: "text", cell: (r) => (Array.isArray(r.input) ? r.input.join(" ‖ ") : r.input) },
-      { title: "label", cell: (r) => h("strong", { class: "prediction-label" }, r.label) },
+      { title: "label", cell: (r) => h("strong", { class: "prediction-label" }, r.label ?? "— (abstained)") },
       multiLabel && { title: "labels above threshold", cell: (r) => (r.labels ?? []).join(", ") },
       { title: "score", cell: (r) => metric(r.score), class: "num" },
       { title: "scores", cell: (r) => scoreBars(r.scores) },
