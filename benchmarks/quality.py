@@ -94,7 +94,11 @@ def spread(values: list[float]) -> dict[str, Any]:
     }
 
 
-def run_set(name: str, seeds: list[int], contenders: dict, train_rows: int, test_rows: int | None) -> dict[str, Any]:
+def run_set(
+    name: str, seeds: list[int], contenders: dict, train_rows: int, test_rows: int | None, earlier: dict | None
+) -> dict[str, Any]:
+    """Every contender on every seed's rows; with `earlier` (this set's section of an earlier run on
+    the same rows and seeds), the contenders not run now keep their runs from it."""
     pool, test = SETS[name]()
     test = test[:test_rows] if test_rows else test
     runs: dict[str, list[dict[str, Any]]] = {c: [] for c in contenders}
@@ -122,6 +126,8 @@ def run_set(name: str, seeds: list[int], contenders: dict, train_rows: int, test
             row["test_ece"] = spread([m["test_ece"] for m in measured])
             row["test_ece_uncalibrated"] = spread([m["test_ece_uncalibrated"] for m in measured])
         rows[contender] = row
+    if earlier is not None and earlier.get("seeds") == seeds and earlier.get("train_rows") == train_rows:
+        rows = {**{k: v for k, v in earlier["contenders"].items() if k not in rows}, **rows}
     anchor = rows["HF Trainer"]["test_accuracy"]["mean"] if "HF Trainer" in rows else None
     default = rows["Thaw default"]["test_accuracy"]["mean"] if "Thaw default" in rows else None
     return {
@@ -188,17 +194,18 @@ def main() -> None:
         every = {**CONTENDERS, **ABLATIONS}
         contenders = {name: every[name] for name in args.contenders.split(",")}
     train_rows, test_rows = (320, 64) if args.smoke else (args.train_rows, None)
+    path = output_path("quality.json", args.smoke, args.out)
+    earlier = json.loads(path.read_text())["sections"] if args.contenders and path.exists() else {}
     sections = {}
     for name in args.sets.split(","):
         print(f"{name}:", flush=True)
-        sections[name] = run_set(name, args.seeds, contenders, train_rows, test_rows)
+        sections[name] = run_set(name, args.seeds, contenders, train_rows, test_rows, earlier.get(name))
         header = {
             "benchmark": "quality",
             "machine": machine_info(),
             "anchor": "HF Trainer: lr 1e-4, batch 32, max length 64, 3 epochs, all rows, fp32, Trainer defaults",
             "thaw": "adapt() on {'data': {'train': ...}}: the default job",
         }
-        path = output_path("quality.json", args.smoke, args.out)
         merge_sections(path, header, sections)
     print(f"wrote {path}")
 

@@ -27,26 +27,39 @@ ECE_BINS = 15  # Guo et al.'s M = 15 equal-width confidence bins
 MIN_TEMPERATURE, MAX_TEMPERATURE = 0.05, 20.0  # a fit outside this range is a degenerate validation set
 
 
+# Candidate temperatures, evenly spaced in log T (about 1.5% apart): one scalar is found exactly
+# enough by a grid, which cannot stall on a flat NLL as a line search can.
+LOG_GRID = torch.linspace(math.log(MIN_TEMPERATURE), math.log(MAX_TEMPERATURE), 401)
+
+
+def nll(logits: torch.Tensor, targets: torch.Tensor, temperature: float) -> float:
+    return float(nn.functional.cross_entropy(logits.float() / temperature, targets.long()))
+
+
 def fit_temperature(logits: torch.Tensor, targets: torch.Tensor) -> float:
-    """The T minimising NLL(softmax(logits / T), targets), found by L-BFGS on log T (T stays > 0)."""
-    logits, targets = (
-        logits.detach().float().clone(),
-        targets.detach().long().clone(),
-    )  # inference tensors cannot enter autograd
-    log_t = torch.zeros((), requires_grad=True)
-    optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200, line_search_fn="strong_wolfe")
+    """The T minimising NLL(softmax(logits / T), targets) over the grid."""
+    losses = torch.tensor([nll(logits, targets, math.exp(g)) for g in LOG_GRID.tolist()])
+    return math.exp(float(LOG_GRID[int(losses.argmin())]))
 
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        loss = nn.functional.cross_entropy(logits / log_t.exp(), targets)
-        loss.backward()
-        return loss
 
-    optimizer.step(closure)
-    temperature = float(log_t.detach().exp())
-    if not math.isfinite(temperature):
-        return 1.0
-    return min(max(temperature, MIN_TEMPERATURE), MAX_TEMPERATURE)
+def temperature_refusal(logits: torch.Tensor, targets: torch.Tensor) -> str | None:
+    """Why the validation rows cannot be trusted with a temperature, or None when they can.
+
+    A temperature fitted on few rows can fit their noise: a few confident errors soften everything,
+    and rows with no error at all sharpen without bound (the NLL falls as T -> 0). So the fit must
+    hold out of sample: fitted on each half of the rows (2-fold), it must lower the other half's
+    NLL, and the fit on all of them must not sit at the grid's end."""
+    temperature = fit_temperature(logits, targets)
+    if not MIN_TEMPERATURE * 1.001 < temperature < MAX_TEMPERATURE * 0.999:
+        return f"the validation NLL has no minimum inside T {MIN_TEMPERATURE}..{MAX_TEMPERATURE} (too few errors)"
+    halves = (torch.arange(0, len(targets), 2), torch.arange(1, len(targets), 2))
+    gain = 0.0
+    for fit, check in (halves, halves[::-1]):
+        fitted = fit_temperature(logits[fit], targets[fit])
+        gain += nll(logits[check], targets[check], 1.0) - nll(logits[check], targets[check], fitted)
+    if gain <= 0:
+        return "fitted on half of the validation rows, a temperature did not lower the other half's NLL"
+    return None
 
 
 def expected_calibration_error(probabilities: torch.Tensor, targets: torch.Tensor, bins: int = ECE_BINS) -> float:
@@ -95,10 +108,13 @@ def settle_on_validation(
         return None
     logits = predict_logits(model, tokenizer, validation.texts, spec.training.max_length)
     targets = torch.tensor(task.targets(validation.labels))
-    temperature = fit_temperature(logits, targets)
+    refusal = temperature_refusal(logits, targets)
+    temperature = 1.0 if refusal is not None else fit_temperature(logits, targets)
     return {
         "method": "temperature_scaling",
         "temperature": temperature,
+        "applied": refusal is None,
+        "not_applied_because": refusal,
         "fitted_on": "validation",
         "validation_examples": len(validation),
         "validation_ece_before": expected_calibration_error(logits.softmax(dim=-1), targets),

@@ -157,7 +157,7 @@ def show(job: JobPublic) -> None:
         ("id", job.id),
         ("status", job.status),
         ("recipe", job.recipe),
-        ("chosen by auto", (job.spec.get("recipe_choice") or {}).get("reason")),
+        ("auto chose", (job.spec.get("recipe_choice") or {}).get("reason")),
         ("base model", job.base_model),
         ("progress", progress_of(job)),
         ("accuracy", best_metric(job)),

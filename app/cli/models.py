@@ -21,7 +21,7 @@ def show(model: ModelPublic) -> None:
             ("id", model.id),
             ("job", model.job_id),
             ("recipe", model.spec.get("recipe")),
-            ("chosen by auto", (model.spec.get("recipe_choice") or {}).get("reason")),
+            ("auto chose", (model.spec.get("recipe_choice") or {}).get("reason")),
             ("base model", model.base_model),
             ("labels", ", ".join(model.labels)),
             ("val accuracy", percent(metrics.get("accuracy"))),
@@ -51,6 +51,8 @@ def calibration(metrics: dict, test: dict) -> str | None:
     fitted = metrics.get("calibration")
     if not fitted:
         return None
+    if fitted.get("applied") is False:
+        return f"none: {fitted['not_applied_because']}"
     before, after = fitted["validation_ece_before"], fitted["validation_ece_after"]
     line = f"temperature {fitted['temperature']:.2f}; validation ECE {before:.3f} -> {after:.3f}"
     if test.get("ece_uncalibrated") is not None:

@@ -4,12 +4,18 @@ it, and the temperature folded into the head so that every serving path gives ca
 import pytest
 import torch
 from torch import nn
+from transformers import AutoTokenizer
 
 from app.adaptation import TaskData, adapt, load_classifier, predict_proba, save_classifier
-from app.adaptation.calibration import expected_calibration_error, fit_temperature, fold_temperature
+from app.adaptation.calibration import (
+    expected_calibration_error,
+    fit_temperature,
+    fold_temperature,
+    temperature_refusal,
+)
 from app.adaptation.inference import predict_logits
 from app.adaptation.single import evaluate
-from tests.adaptation.helpers import job
+from tests.adaptation.helpers import classifier, job
 from tests.utils.data import sentiment
 
 
@@ -41,6 +47,47 @@ def test_temperature_scaling_never_changes_the_argmax():
     logits, targets = over_confident(sharpness=3.0, seed=2)
     temperature = fit_temperature(logits, targets)
     assert torch.equal((logits / temperature).argmax(dim=-1), logits.argmax(dim=-1))
+
+
+def test_rows_without_errors_get_no_temperature():
+    # Every prediction right: the NLL falls without bound as T -> 0, so no temperature is trusted.
+    logits = torch.randn(200, 2, generator=torch.Generator().manual_seed(3))
+    assert temperature_refusal(logits, logits.argmax(dim=-1)) is not None
+
+
+def test_a_temperature_that_does_not_hold_on_the_other_half_is_refused():
+    # A 4000-row over-confident model's temperature holds on either half. 200 confident rows with
+    # one error, in the first half: fitted there, T softens everything, which the error-free second
+    # half's NLL does not bear out.
+    logits, targets = over_confident(sharpness=4.0)
+    assert temperature_refusal(logits, targets) is None
+    few = torch.tensor([[6.0, 0.0]] * 200)
+    labels = torch.zeros(200, dtype=torch.long)
+    labels[0] = 1  # one confident error, in the first half only
+    assert temperature_refusal(few, labels) is not None
+
+
+def test_a_refused_temperature_leaves_the_scores_as_they_are(tiny_model_dir):
+    from app.adaptation.calibration import settle_on_validation
+
+    class Separable:
+        multi_label = False
+
+        def targets(self, gold):
+            return [0 if g == "negative" else 1 for g in gold]
+
+    data = sentiment(40, seed=21)
+    spec = job()
+    model = classifier(tiny_model_dir, spec)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    gold = [["negative", "positive"][i] for i in predict_logits(model, tokenizer, data.texts, 64).argmax(-1).tolist()]
+    fitted = settle_on_validation(spec, model, tokenizer, Separable(), type(data)(data.texts, gold), None)
+    assert (
+        fitted["applied"] is False
+        and fitted["temperature"] == 1.0
+        and "too few errors" in fitted["not_applied_because"]
+    )
+    assert fitted["validation_ece_after"] == fitted["validation_ece_before"]
 
 
 def test_ece_by_hand():

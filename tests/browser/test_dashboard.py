@@ -191,7 +191,11 @@ def test_the_model_page_predicts_what_the_api_predicts_and_shows_its_errors_verb
     facts = logged_in.page.inner_text(".facts")
     assert f"{card['trainable_params']:,} of {card['total_params']:,} (100%)" in facts and "tiny-bert" in facts
     # The card says how the model was chosen and calibrated.
-    assert f"temperature {card['metrics']['calibration']['temperature']:.2f}" in facts
+    fitted = card["metrics"]["calibration"]
+    shown = (
+        f"temperature {fitted['temperature']:.2f}" if fitted["applied"] else f"none: {fitted['not_applied_because']}"
+    )
+    assert shown in facts
     assert f"{card['metrics']['best_epoch']}, then refit on all" in facts
     # A frozen encoder trains a sliver of the weights: its share reads as that, never "0%".
     frozen = live.get(f"/v1/models/{live.jobs['experiment feature_extraction']['model_id']}")

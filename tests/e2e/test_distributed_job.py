@@ -15,8 +15,10 @@ pytestmark = pytest.mark.slow
 TEST_SET = sentiment(200, seed=9)
 EPOCHS = 6
 # 320 rows, 32 held out for validation: 288 train, 18 batches of 16, so each of 2 ranks takes 9 steps
-# per epoch and none is left out, as one process does with batches of 32.
+# per epoch and none is left out, as one process does with batches of 32. Then the refit on all 320
+# rows: 20 batches of 16, 10 steps per rank per epoch; the job's last progress is the refit's.
 STEPS_PER_EPOCH = 9
+REFIT_STEPS_PER_EPOCH = 10
 
 
 def spec(train: str, test: str, processes: int, batch_size: int, epochs: int = EPOCHS) -> dict:
@@ -63,14 +65,18 @@ def test_it_reports_once_not_once_per_rank(service, finished):
     kinds = [event["kind"] for event in events_of(service, job["id"])]
     assert kinds == [
         "queued",
+        "recipe_chosen",
         "started",
         "training_started",
         "distributed",
         "phase",
         *["evaluated"] * EPOCHS,
+        "refit",
+        "distributed",
+        "phase",
         "succeeded",
     ]
-    (distributed,) = [e["data"] for e in events_of(service, job["id"]) if e["kind"] == "distributed"]
+    distributed, _ = [e["data"] for e in events_of(service, job["id"]) if e["kind"] == "distributed"]
     assert distributed == {
         "world_size": 2,
         "backend": "gloo",
@@ -81,13 +87,13 @@ def test_it_reports_once_not_once_per_rank(service, finished):
     }
     assert [h["epoch"] for h in job["metrics"]["history"]] == list(range(1, EPOCHS + 1))
     assert job["progress"]["stage"] == "done" and job["progress"]["fraction"] == 1.0
-    assert job["progress"]["total_steps"] == EPOCHS * STEPS_PER_EPOCH  # the steps of one rank
+    assert job["progress"]["total_steps"] == EPOCHS * REFIT_STEPS_PER_EPOCH  # the steps of one rank
 
 
 def test_it_learns_as_the_same_job_in_one_process(finished):
     one = finished["one"]
     assert one["status"] == "succeeded", one["error"]
-    assert one["progress"]["total_steps"] == EPOCHS * STEPS_PER_EPOCH
+    assert one["progress"]["total_steps"] == EPOCHS * REFIT_STEPS_PER_EPOCH
     accuracy = {name: job["metrics"]["test"]["accuracy"] for name, job in finished.items()}
     print(f"test accuracy: 2 processes x 16 {accuracy['two']:.3f}, 1 process x 32 {accuracy['one']:.3f}")
     # Within noise: the runs differ as two seeds do (batches composed differently, other dropout
@@ -142,15 +148,17 @@ def test_a_paused_job_stops_every_rank_and_resumes_from_its_checkpoint(faults, f
     paused = service.wait(job_id, until={"paused", "succeeded", "failed"}, timeout=60)
     assert paused["status"] == "paused", paused["error"]
     checkpoint = build_store(service.settings).checkpoint_dir(job_id)
-    stopped_at = int((checkpoint / "LATEST").read_text().removeprefix("step-"))
+    # The choosing run's checkpoints (refit.py): the job paused in it.
+    stopped_at = int((checkpoint / "phases" / "main" / "LATEST").read_text().removeprefix("step-"))
     assert stopped_at % 5 == 0  # the ranks agree every 5 steps: all stopped there
     assert service.client.post(f"/v1/jobs/{job_id}/resume", headers=service.headers).status_code == 200
     job = service.wait(job_id, timeout=300)
     assert job["status"] == "succeeded", job["error"]
     assert job["attempts"] == 2 and job["metrics"]["resumed_from_step"] == stopped_at
-    assert job["progress"]["total_steps"] == 20 * STEPS_PER_EPOCH
+    assert job["progress"]["total_steps"] == 20 * REFIT_STEPS_PER_EPOCH
     kinds = [event["kind"] for event in events_of(service, job_id)]
-    assert [kinds.count(kind) for kind in ("paused", "resumed", "distributed", "succeeded")] == [1, 1, 2, 1]
+    # Each attempt announced its choosing run's ranks, and the refit its own.
+    assert [kinds.count(kind) for kind in ("paused", "resumed", "distributed", "succeeded")] == [1, 1, 3, 1]
     assert service.models_of(job_id) == [job["model_id"]]
     wait_for(lambda: not checkpoint.exists(), timeout=30)  # removed just after the job's end is committed
 

@@ -91,7 +91,7 @@ def test_pause_frees_the_worker_and_resume_goes_on_from_the_pause(service, unbro
     assert paused["status"] == "paused" and paused["model_id"] is None
     stopped_at = paused["progress"]["step"]
     checkpoint = LocalArtifactStore(service.settings.resolved_artifacts_dir).checkpoint_dir(job_id)
-    assert (checkpoint / "LATEST").exists()
+    assert (checkpoint / "phases" / "main" / "LATEST").exists()  # the choosing run's (refit.py)
     # The worker is free: another job runs to the end while this one is paused.
     other = service.wait(submit(service, epochs=1))
     assert other["status"] == "succeeded"

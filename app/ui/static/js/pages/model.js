@@ -33,6 +33,7 @@ function keptEpoch(metrics) {
 function calibration(metrics) {
   const fitted = metrics?.calibration;
   if (!fitted) return "none";
+  if (fitted.applied === false) return `none: ${fitted.not_applied_because}`;
   const test = metrics.test?.ece_uncalibrated != null ? `; test ECE ${metric(metrics.test.ece_uncalibrated)} → ${metric(metrics.test.ece)}` : "";
   return `temperature ${fitted.temperature.toFixed(2)}; validation ECE ${metric(fitted.validation_ece_before)} → ${metric(fitted.validation_ece_after)}${test}`;
 }
