@@ -105,13 +105,15 @@ def choose_then_refit(
     checkpoints: Checkpoints | None,
 ) -> tuple[Selection, TrainOutcome, set[str], float]:
     """The choosing run on `train` (validation: the held-out rows), then a fresh model from the same
-    starting weights on `every_row`, stopped after the chosen epoch (refit.py)."""
+    starting weights on `every_row`, stopped after the chosen epoch (refit.py). The seconds returned
+    are those of earlier attempts only, which the caller's clock did not see."""
     spec, model, callbacks, task = run.spec, run.model, run.callbacks, run.task
     start, random_state = starting_weights(model), RandomState.now()
     done = checkpoints.finished(SELECTION) if checkpoints is not None else None
     if done is not None:
         random_state = RandomState.from_tensors(done[0])
         selection = Selection.from_info(done[1])
+        before = selection.seconds  # an earlier attempt chose; this one's clock did not see it
         if selection.threshold is not None:
             task.threshold = selection.threshold
     else:
@@ -133,6 +135,7 @@ def choose_then_refit(
             task.threshold,
             time.monotonic() - started + earlier,
         )
+        before = earlier  # the choosing run's own earlier attempts; this one ran on the caller's clock
         if checkpoints is not None and current_world().is_main:  # rank 0 alone writes checkpoints
             checkpoints.mark_finished(SELECTION, random_state.tensors(), selection.info())
     epochs = spec.training.epochs
@@ -161,4 +164,4 @@ def choose_then_refit(
         features_cached=chosen.features_cached or refit.features_cached,
         resumed_from_step=refit.resumed_from_step if refit.resumed_from_step is not None else chosen.resumed_from_step,
     )
-    return selection, outcome, touched | set(selection.touched), selection.seconds + earlier
+    return selection, outcome, touched | set(selection.touched), before + earlier

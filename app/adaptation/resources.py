@@ -31,6 +31,14 @@ class Teacher(Protocol):
     def probabilities(self, texts: Sequence[Text], temperature: float = 1.0) -> torch.Tensor: ...
 
 
+def lead_member(teacher: Teacher) -> Any:
+    """The single model that speaks for a teacher where one set of weights is needed (a student's
+    start, its layers to match): the teacher itself, or an ensemble's first member (a
+    LoadedClassifier: .model, .tokenizer)."""
+    members = getattr(teacher, "members", None)
+    return members[0] if members else teacher
+
+
 @dataclass
 class Resources:
     tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # dataset id -> rows

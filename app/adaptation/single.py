@@ -36,12 +36,12 @@ from app.adaptation.precision import allow_tf32
 from app.adaptation.precision import resolve as resolve_precision
 from app.adaptation.refit import choose_then_refit, refit_refusal
 from app.adaptation.regularizers import REGULARIZERS, Regularizer, RegularizerContext
-from app.adaptation.resources import Resources
+from app.adaptation.resources import Resources, lead_member
 from app.adaptation.result import AdaptationResult
 from app.adaptation.seeding import seed_everything
 from app.adaptation.stages import run_stages
 from app.adaptation.strategies import STRATEGIES
-from app.adaptation.student import cut_encoder
+from app.adaptation.student import cut_encoder, teacher_start
 from app.adaptation.tasks import TASKS, Task
 from app.adaptation.trainer import TrainOutcome
 from app.schemas.spec import JobSpec
@@ -91,8 +91,9 @@ def adapt_single(
     if device.type == "cuda":
         allow_tf32()  # the fp32 products that autocast leaves (and all of a `precision: fp32` job)
     encoder, tokenizer = load_base(base_model_path)
+    depth = encoder.config.num_hidden_layers
+    kept = list(range(depth))
     if spec.student_layers is not None:
-        depth = encoder.config.num_hidden_layers
         kept = cut_encoder(encoder, spec.student_layers)
         callbacks.on_event("student", f"student: layers {kept} of the base model's {depth} kept", {"layers": kept})
     encoder.to(device)
@@ -102,6 +103,8 @@ def adapt_single(
     )
     stage_reports = run_stages(spec, encoder, tokenizer, resources, callbacks, progress_interval, checkpoints)
     model = TextClassifier(encoder, spec.model, len(labels)).to(device)
+    if spec.distilling is not None and spec.distilling.student_init == "teacher":
+        start_from_teacher(spec, model, resources, kept, depth, callbacks)
     contrastive, paired = None, set()
     if spec.contrastive is not None:  # the encoder first learns from pairs of the rows (SetFit)
         contrastive, paired = contrastive_run(spec, model, tokenizer, train, callbacks, progress_interval, checkpoints)
@@ -257,6 +260,22 @@ def weigh_classes(spec: JobSpec, task: Task, train: LabeledTexts, labels: list[s
         named = dict(zip(labels, weights, strict=True))
         summary = ", ".join(f"{label}={weight:.3g}" for label, weight in named.items())
         callbacks.on_event("class_weights", f"class weights: {summary}", {"weights": named})
+
+
+def start_from_teacher(
+    spec: JobSpec, model: TextClassifier, resources: Resources, kept: list[int], depth: int, callbacks: Callbacks
+) -> None:
+    """The student takes the teacher's weights where they fit (student.teacher_start); a teacher on
+    another base (other layer count) leaves it as the base model made it, and the event says so."""
+    source = lead_member(resources.teacher(spec.teacher)).model
+    layers = source.encoder.config.num_hidden_layers
+    if layers != depth:
+        message = f"student starts from the base model: the teacher has {layers} layers, the base {depth}"
+        callbacks.on_event("student_init", message, {"from": "base", "copied": 0})
+        return
+    copied, own = teacher_start(model, source, kept)
+    message = f"student starts from the teacher's weights ({copied} tensors; {len(own)} of its own)"
+    callbacks.on_event("student_init", message, {"from": "teacher", "copied": copied, "own": own[:20]})
 
 
 def teacher_labels(teacher_id: str, resources: Resources, labels: list[str]) -> list[str]:

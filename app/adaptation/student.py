@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from app.adaptation.groups import layer_prefix
@@ -32,3 +33,26 @@ def cut_encoder(encoder: nn.Module, keep: int) -> list[int]:
     setattr(encoder.get_submodule(parent) if parent else encoder, attribute, kept)
     encoder.config.num_hidden_layers = keep
     return indices
+
+
+def teacher_start(student: nn.Module, teacher: nn.Module, kept: list[int]) -> tuple[int, list[str]]:
+    """Start the student from the teacher's own weights where they fit, in place (DistilBERT, Sanh
+    et al. 2019, and PKD, Sun et al. 2019, start the student from the teacher's layers): student
+    layer k takes teacher layer kept[k]; the embeddings, pooling and head take the teacher's of the
+    same name and shape. Returns how many tensors were copied and the names that kept their own."""
+    student_prefix = "encoder." + layer_prefix(student.encoder, len(kept))
+    teacher_prefix = "encoder." + layer_prefix(teacher.encoder, teacher.encoder.config.num_hidden_layers)
+    source = teacher.state_dict()
+    copied, own = 0, []
+    with torch.no_grad():
+        for name, tensor in student.state_dict().items():
+            origin = name
+            if name.startswith(student_prefix):
+                position, rest = name[len(student_prefix) :].split(".", 1)
+                origin = f"{teacher_prefix}{kept[int(position)]}.{rest}"
+            if origin in source and source[origin].shape == tensor.shape:
+                tensor.copy_(source[origin])
+                copied += 1
+            else:
+                own.append(name)
+    return copied, own

@@ -49,10 +49,11 @@ RECIPES: dict[str, dict[str, Any]] = {
         },
         "training": {"learning_rate": 2e-3, "epochs": 5},
     },
-    # Felbo et al. 2017 (DeepMoji): new layers alone, then each layer alone bottom-up, then all.
+    # Felbo et al. 2017 (DeepMoji): new layers alone, then each layer alone bottom-up, then all, at a
+    # constant rate; 1e-4 is their `next_lr`, the rate of every phase that fine-tunes.
     "chain_thaw": {
         "optimization": {"train": "all", "unfreezing": {"name": "chain_thaw"}, "lr_schedule": "constant"},
-        "training": {"learning_rate": 3e-4, "epochs": 4},
+        "training": {"learning_rate": 1e-4, "epochs": 4},
     },
     # Chronopoulou et al. 2019: new parameters first, then all but the embeddings, then everything.
     "sequential_unfreezing": {

@@ -180,6 +180,20 @@ class Distillation(Strict):
         "2019; TinyBERT's augmentation, Jiao et al. 2020). 0: the training texts alone.",
     )
     augment_rate: float = Field(0.15, gt=0, lt=1, description="Share of words each augmented copy masks or drops.")
+    layer_weight: float = Field(
+        0.0,
+        ge=0,
+        le=10_000,
+        description="beta of Patient Knowledge Distillation (Sun et al. 2019): on the transfer set, each student "
+        "layer's mean-pooled output is pulled to its teacher layer's (the layers the cut kept) by the squared distance "
+        "of the unit vectors, times beta. 0: logits alone.",
+    )
+    student_init: Literal["teacher", "base"] = Field(
+        "teacher",
+        description="Where the student's weights start: `teacher`, its kept layers, embeddings and head copied "
+        "from the teacher (an ensemble's first member) where names and shapes fit (DistilBERT; PKD, Sun et al. "
+        "2019); `base`, the base model's pretrained layers and a new head.",
+    )
 
     def references(self, job: JobSpec) -> Iterator[Reference]:
         if self.unlabeled is not None:

@@ -367,7 +367,8 @@ class JobSpec(Strict):
     def trains_own_encoder(self) -> bool:
         """Whether the encoder the head sits on differs from the base model's (stages or a cut student),
         so that the artifact must hold every weight."""
-        return bool(self.stages) or self.student_layers is not None or self.contrastive is not None
+        from_teacher = self.distilling is not None and self.distilling.student_init == "teacher"
+        return bool(self.stages) or self.student_layers is not None or self.contrastive is not None or from_teacher
 
     @model_validator(mode="after")
     def _coherent(self) -> JobSpec:

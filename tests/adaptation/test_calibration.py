@@ -56,15 +56,38 @@ def test_rows_without_errors_get_no_temperature():
 
 
 def test_a_temperature_that_does_not_hold_on_the_other_half_is_refused():
-    # A 4000-row over-confident model's temperature holds on either half. 200 confident rows with
-    # one error, in the first half: fitted there, T softens everything, which the error-free second
-    # half's NLL does not bear out.
+    # A 4000-row over-confident model's temperature holds on either half. 400 confident rows whose
+    # 12 errors all sit in the first half (the even rows): fitted there, T softens everything, which
+    # the error-free second half's NLL does not bear out; fitted on the second half, T sharpens,
+    # which the first half's errors punish.
     logits, targets = over_confident(sharpness=4.0)
     assert temperature_refusal(logits, targets) is None
-    few = torch.tensor([[6.0, 0.0]] * 200)
-    labels = torch.zeros(200, dtype=torch.long)
-    labels[0] = 1  # one confident error, in the first half only
-    assert temperature_refusal(few, labels) is not None
+    few = torch.tensor([[6.0, 0.0]] * 400)
+    labels = torch.zeros(400, dtype=torch.long)
+    labels[0:24:2] = 1  # 12 confident errors, in the first half only
+    assert "other half" in temperature_refusal(few, labels)
+
+
+def test_a_temperature_the_rows_cannot_tell_from_one_is_refused():
+    # A model only slightly over-confident (true T 1.1), seen through 200 rows: the fit lands near
+    # 1.1, but the likelihood-ratio test cannot tell it from 1. 4000 rows of a clearly over-confident
+    # model pass it.
+    logits, targets = over_confident(n=200, sharpness=1.1, seed=5)
+    assert "not distinguishable from 1" in temperature_refusal(logits, targets)
+    logits, targets = over_confident(sharpness=4.0)
+    assert temperature_refusal(logits, targets) is None
+
+
+def test_a_model_with_too_few_validation_errors_gets_no_temperature():
+    # An over-confident model, but only 9 of its validation rows are wrong: the fit would follow
+    # those 9 rows, so it is refused, and the message says how many there were.
+    logits, targets = over_confident(sharpness=4.0)
+    wrong = (logits.argmax(dim=-1) != targets).nonzero().squeeze(1)
+    right = (logits.argmax(dim=-1) == targets).nonzero().squeeze(1)
+    rows = torch.cat([wrong[:9], right[:300]])
+    assert "9 errors" in temperature_refusal(logits[rows], targets[rows])
+    rows = torch.cat([wrong[:30], right[:300]])
+    assert temperature_refusal(logits[rows], targets[rows]) is None
 
 
 def test_a_refused_temperature_leaves_the_scores_as_they_are(tiny_model_dir):
@@ -85,7 +108,7 @@ def test_a_refused_temperature_leaves_the_scores_as_they_are(tiny_model_dir):
     assert (
         fitted["applied"] is False
         and fitted["temperature"] == 1.0
-        and "too few errors" in fitted["not_applied_because"]
+        and "0 errors" in fitted["not_applied_because"]
     )
     assert fitted["validation_ece_after"] == fitted["validation_ece_before"]
 

@@ -7,13 +7,15 @@ from safetensors.torch import load_file
 from transformers import AutoTokenizer
 
 from app.adaptation import InvalidTaskData, TaskData, adapt, load_classifier
+from app.adaptation.ensemble import load_model
 from app.adaptation.data import Batch, LabeledTexts
 from app.adaptation.job import save_result
 from app.adaptation.model import load_pretrained_encoder
 from app.adaptation.objectives import ObjectiveContext, StepInputs
 from app.adaptation.objectives.distillation import Distill, augmented_copies, distillation_loss
 from app.adaptation.resources import Resources
-from app.adaptation.student import cut_encoder, kept_layers
+from app.adaptation.layer_states import patient_loss, pooled_layers, teacher_layers
+from app.adaptation.student import cut_encoder, kept_layers, teacher_start
 from app.adaptation.tasks import TASKS
 from tests.adaptation.helpers import classifier, job
 from tests.utils.data import sentiment
@@ -158,7 +160,8 @@ def test_a_distilled_student_job_saves_a_smaller_model(tmp_path):
 
     base = build_tiny_bert(tmp_path / "base", layers=4)
     teacher = FixedTeacher()
-    spec = job(teacher="t", student_layers=2, training={"epochs": 2})
+    # FixedTeacher has no weights to start from
+    spec = job(teacher="t", student_layers=2, training={"epochs": 2}, distillation={"student_init": "base"})
     result = adapt(spec, TaskData(sentiment(60)), base, resources=Resources(models={"t": teacher}))
     assert result.metrics["distillation"] == {"teacher": "t", "student_layers": 2}
     save_result(result, spec, tmp_path / "student")
@@ -178,3 +181,144 @@ def test_labels_outside_the_teachers_are_refused(tiny_model_dir):
     data = LabeledTexts(["a", "b", "c", "d"], ["negative", "positive", "neutral", "neutral"])
     with pytest.raises(InvalidTaskData, match="labels the teacher 't' does not: 'neutral'"):
         adapt(job(teacher="t"), TaskData(data), tiny_model_dir, resources=Resources(models={"t": FixedTeacher()}))
+
+
+# ---- a student that starts from its teacher, and matches its layers (PKD) -------------------------
+
+
+@pytest.fixture(scope="module")
+def four_layer_teacher(tmp_path_factory):
+    """A 4-layer tiny BERT fine-tuned for an epoch, saved and loaded as a job's teacher is."""
+    from tests.utils.tiny_model import build_tiny_bert
+
+    root = tmp_path_factory.mktemp("teacher")
+    base = build_tiny_bert(root / "base", layers=4)
+    spec = job(training={"epochs": 1}, data={"validation_fraction": 0})
+    save_result(adapt(spec, TaskData(sentiment(48)), base), spec, root / "teacher")
+    return base, load_model(root / "teacher", lambda _: base)
+
+
+def test_a_student_takes_the_teachers_kept_layers_embeddings_and_head(four_layer_teacher):
+    base, teacher = four_layer_teacher
+    spec = job(teacher="t", student_layers=2)
+    encoder = load_pretrained_encoder(base)
+    kept = cut_encoder(encoder, 2)
+    from app.adaptation.model import TextClassifier
+
+    student = TextClassifier(encoder, spec.model, 2)
+    copied, own = teacher_start(student, teacher.model, kept)
+    assert kept == [0, 3] and own == [] and copied == len(student.state_dict())
+    source, state = teacher.model.state_dict(), student.state_dict()
+    for name, value in state.items():
+        origin = name.replace("encoder.encoder.layer.1.", "encoder.encoder.layer.3.")
+        assert torch.equal(value, source[origin]), name
+    assert not torch.equal(
+        state["encoder.encoder.layer.1.output.dense.weight"], source["encoder.encoder.layer.1.output.dense.weight"]
+    )
+
+
+def test_a_student_job_says_where_its_weights_started(four_layer_teacher):
+    base, teacher = four_layer_teacher
+    events = {}
+
+    class Recorder:
+        def on_progress(self, progress):
+            pass
+
+        def on_event(self, kind, message, data):
+            events.setdefault(kind, data)
+
+        def should_stop(self):
+            return False
+
+        def should_pause(self):
+            return False
+
+    resources = Resources(models={"t": teacher})
+    data = TaskData(sentiment(32))
+    adapt(job(teacher="t", student_layers=2, training={"epochs": 1}), data, base, Recorder(), resources=resources)
+    assert events["student_init"]["from"] == "teacher" and events["student_init"]["own"] == []
+    events.clear()
+    spec = job(teacher="t", student_layers=2, training={"epochs": 1}, distillation={"student_init": "base"})
+    adapt(spec, data, base, Recorder(), resources=resources)
+    assert "student_init" not in events
+
+
+def test_patient_loss_is_the_squared_distance_of_unit_vectors():
+    student = torch.tensor([[[3.0, 0.0], [0.0, 2.0]]])  # one row, two layers
+    same_directions = torch.tensor([[[1.0, 0.0], [0.0, 7.0]]])
+    orthogonal = torch.tensor([[[0.0, 1.0], [1.0, 0.0]]])
+    assert patient_loss(student, same_directions) == 0  # the length of a state does not count
+    assert patient_loss(student, orthogonal) == pytest.approx(2.0 + 2.0)  # |a - b|^2 = 2 per layer
+
+
+def test_the_teachers_layers_are_its_pooled_layer_outputs_in_input_order(four_layer_teacher):
+    _, teacher = four_layer_teacher
+    texts = ["a short one", "a rather longer text than the first of these"]
+    states = teacher_layers(teacher.model, teacher.tokenizer, texts, 64, [0, 3])
+    assert states.shape == (2, 2, 32) and states.dtype == torch.float16
+    for row, text in enumerate(texts):
+        encoded = teacher.tokenizer([text], return_tensors="pt")
+        with torch.no_grad():
+            out = teacher.model.encoder(**encoded, output_hidden_states=True)
+        mean = pooled_layers([out.hidden_states[1], out.hidden_states[4]], encoded["attention_mask"])
+        torch.testing.assert_close(states[row].float(), mean[0], atol=2e-3, rtol=2e-3)
+
+
+def test_layer_matching_adds_beta_times_the_patient_loss_on_the_transfer_set(four_layer_teacher):
+    base, teacher = four_layer_teacher
+    from app.adaptation.layer_states import logits_and_layers
+
+    train = sentiment(16)
+    contexts = {}
+    for beta in (0.0, 50.0):
+        spec = job(teacher="t", student_layers=2, distillation={"augment": 2, "layer_weight": beta})
+        encoder = load_pretrained_encoder(base)
+        cut_encoder(encoder, 2)
+        from app.adaptation.model import TextClassifier
+
+        torch.manual_seed(0)
+        model = TextClassifier(encoder, spec.model, 2)
+        ctx = ObjectiveContext(
+            spec,
+            model,
+            teacher.tokenizer,
+            torch.device("cpu"),
+            train,
+            TASKS.get("single_label")(teacher.labels, None),
+            Resources(models={"t": teacher}),
+            _Quiet(),
+        )
+        contexts[beta] = (Distill(ctx), model)
+    plain, matching = contexts[0.0][0], contexts[50.0][0]
+    assert plain.transfer_layers is None and matching.transfer_layers.shape == (32, 2, 32)
+    assert matching.transfer_batches == 2  # two transfer texts per training text: two batches a step
+    model = contexts[50.0][1]
+    model.eval()
+    batch = Batch([0, 1], None, None, torch.tensor([0, 1]))
+    inputs = StepInputs(batch, torch.zeros(2, 2), torch.zeros(0), 0)
+    torch.manual_seed(1)
+    with_layers = matching.loss(model, inputs)
+    without = plain.loss(model, inputs)
+    extra = sum(
+        patient_loss(logits_and_layers(model, b.input_ids, b.attention_mask)[1], matching.transfer_layers[b.indices])
+        for b in (matching.unlabeled.at(0), matching.unlabeled.at(1))
+    )
+    torch.testing.assert_close(with_layers - without, 50.0 * extra, rtol=1e-4, atol=1e-4)
+
+
+def test_layer_matching_refuses_a_student_whose_layers_do_not_fit(four_layer_teacher, tiny_model_dir):
+    _, teacher = four_layer_teacher
+    spec = job(teacher="t", distillation={"layer_weight": 10.0})  # a 2-layer student, a 4-layer teacher, no cut
+    ctx = ObjectiveContext(
+        spec,
+        classifier(tiny_model_dir, spec),
+        teacher.tokenizer,
+        torch.device("cpu"),
+        sentiment(8),
+        TASKS.get("single_label")(teacher.labels, None),
+        Resources(models={"t": teacher}),
+        _Quiet(),
+    )
+    with pytest.raises(InvalidTaskData, match="distillation.layer_weight: the student's 2 layers"):
+        Distill(ctx)

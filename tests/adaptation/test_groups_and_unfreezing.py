@@ -97,11 +97,21 @@ def test_gradual_takes_one_pace_only():
 
 
 def test_chain_thaw_new_layers_then_each_group_alone_bottom_up_then_all():
+    # Felbo et al. 2017: new layers, embeddings, each layer bottom-up, then everything; the whole
+    # model gets final_share of the steps (half by default), the four one-group phases the rest.
     schedule = UNFREEZING.get("chain_thaw")
-    total = 50  # five phases of ten steps
+    total = 48
     phases = [schedule(Position(1, s, total, total), 2, ChainThaw()) for s in range(total)]
-    assert phases[::10] == [{T}, {E}, {L1}, {L2}, {E, L1, L2, T}]
-    assert all(phases[i] == phases[i - i % 10] for i in range(total))
+    assert phases[:24:6] == [{T}, {E}, {L1}, {L2}]
+    assert all(phases[i] == phases[i - i % 6] for i in range(24))
+    assert phases[24:] == [{E, L1, L2, T}] * 24
+
+
+def test_chain_thaw_final_share_sets_the_whole_models_steps():
+    schedule = UNFREEZING.get("chain_thaw")
+    phases = [schedule(Position(1, s, 100, 100), 2, ChainThaw(final_share=0.2)) for s in range(100)]
+    assert sum(p == {E, L1, L2, T} for p in phases) == 20
+    assert [sum(p == {g} for p in phases) for g in (T, E, L1, L2)] == [20, 20, 20, 20]
 
 
 def test_sequential_new_then_all_but_embeddings_then_all():
@@ -141,7 +151,7 @@ class StepWatcher(SilentCallbacks):
     [
         ("top_only", 2, [{T, L2}] * 2),
         ("gradual", 4, [{T}, {T, L2}, {T, L2, L1}, {T, L2, L1, E}]),
-        ("chain_thaw", 5, [{T}, {E}, {L1}, {L2}, {E, L1, L2, T}]),
+        ({"name": "chain_thaw", "final_share": 0.2}, 5, [{T}, {E}, {L1}, {L2}, {E, L1, L2, T}]),
         ({"name": "sequential", "new_epochs": 1, "body_epochs": 1}, 3, [{T}, {L1, L2, T}, {E, L1, L2, T}]),
     ],
 )

@@ -96,3 +96,12 @@ class RefitInterrupt(Interrupt):
 
     def should_stop(self):
         return self.seen >= self.step
+
+
+def test_train_seconds_count_the_choosing_run_once(tiny_model_dir, tmp_path):
+    import time
+
+    spec = job(training={"epochs": 2})
+    started = time.monotonic()
+    result = adapt(spec, TaskData(ROWS), tiny_model_dir, checkpoints=Checkpoints(tmp_path / "c", 4))
+    assert 0 < result.train_seconds <= time.monotonic() - started

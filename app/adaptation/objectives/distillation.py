@@ -8,18 +8,29 @@ text when given, else (`augment`) perturbed copies of the training texts, each w
 with probability `augment_rate` (Tang et al. 2019, "Distilling Task-Specific Knowledge from BERT
 into Simple Neural Networks"): the teacher's answers on texts near the training ones carry its
 knowledge where the labeled rows alone do not reach.
+
+Enough steps: every training step also reads ceil(transfer / train) transfer batches, so that each
+epoch covers the transfer set once (one batch a step read a 4x augmented set only half-way in two
+epochs). With `layer_weight` (beta), the transfer batches also pull each student layer's pooled
+output towards its teacher layer's (Patient Knowledge Distillation, Sun et al. 2019; layer_states.py).
+Where the student's weights start (`student_init`) is decided when it is built (single.py).
 """
 
 from __future__ import annotations
 
+import math
 import random
 
 import torch
 from torch import nn
 
 from app.adaptation.data import StepBatches, token_batches
+from app.adaptation.labels import InvalidTaskData
+from app.adaptation.layer_states import logits_and_layers, patient_loss, teacher_layers
 from app.adaptation.model import TextClassifier
 from app.adaptation.objectives import OBJECTIVES, ObjectiveContext, StepInputs
+from app.adaptation.resources import Teacher, lead_member
+from app.adaptation.student import kept_layers
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_probabilities: torch.Tensor, temperature: float):
@@ -50,6 +61,25 @@ def augmented_copies(texts: list, copies: int, rate: float, mask_token: str, see
     ]
 
 
+def matched_layers(context: ObjectiveContext, teacher: Teacher, texts: list) -> torch.Tensor | None:
+    """The teacher's pooled layer outputs on the transfer texts, one per student layer (student
+    layer k is the teacher's layer kept[k] of the cut); None when the job matches no layers."""
+    spec, options = context.spec, context.spec.distilling
+    assert options is not None
+    if options.layer_weight == 0:
+        return None
+    lead = lead_member(teacher)
+    depth = lead.model.encoder.config.num_hidden_layers
+    kept = kept_layers(depth, spec.student_layers) if spec.student_layers else list(range(depth))
+    student, hidden = context.model.num_layers, context.model.encoder.config.hidden_size
+    if len(kept) != student or lead.model.encoder.config.hidden_size != hidden:
+        raise InvalidTaskData(
+            f"distillation.layer_weight: the student's {student} layers of width {hidden} do not match the "
+            f"teacher's layers {kept} of width {lead.model.encoder.config.hidden_size}; set it to 0"
+        )
+    return teacher_layers(lead.model, lead.tokenizer, texts, spec.training.max_length, kept)
+
+
 class Distill:
     main_weight: float
 
@@ -61,6 +91,8 @@ class Distill:
         self.main_weight = 1.0 - options.weight
         self.train_targets = teacher.probabilities(context.train.texts, options.temperature)
         self.unlabeled: StepBatches | None = None
+        self.transfer_layers: torch.Tensor | None = None
+        self.transfer_batches = 0
         texts: list | None = None
         if options.unlabeled is not None:
             field = options.unlabeled_text_field or spec.text_field
@@ -75,6 +107,10 @@ class Distill:
             targets = teacher.probabilities(texts, options.temperature)
             batches = token_batches(context.tokenizer, texts, spec.training.max_length, None, spec.training.batch_size)
             self.unlabeled, self.unlabeled_targets = StepBatches(batches, spec.training.seed), targets
+            # Enough steps: each training step also reads as many transfer batches as there are
+            # transfer texts per training text, so every epoch covers the transfer set once.
+            self.transfer_batches = max(1, math.ceil(len(texts) / max(1, len(context.train))))
+            self.transfer_layers = matched_layers(context, teacher, texts)
         context.callbacks.on_event(
             "distillation",
             f"teacher {spec.teacher} labelled {len(context.train)} training texts"
@@ -92,10 +128,17 @@ class Distill:
         targets = self.train_targets[inputs.batch.indices].to(self.device)
         total = weight * distillation_loss(inputs.logits, targets, temperature)
         if self.unlabeled is not None:
-            batch = self.unlabeled.at(inputs.step)
-            logits = model(batch.input_ids.to(self.device), batch.attention_mask.to(self.device))
-            soft = self.unlabeled_targets[batch.indices].to(self.device)
-            total = total + weight * distillation_loss(logits, soft, temperature)
+            for draw in range(self.transfer_batches):
+                batch = self.unlabeled.at(inputs.step * self.transfer_batches + draw)
+                ids, mask = batch.input_ids.to(self.device), batch.attention_mask.to(self.device)
+                if self.transfer_layers is None:
+                    logits = model(ids, mask)
+                else:
+                    logits, states = logits_and_layers(model, ids, mask)
+                    matched = self.transfer_layers[batch.indices].to(self.device)
+                    total = total + self.options.layer_weight * patient_loss(states, matched)
+                soft = self.unlabeled_targets[batch.indices].to(self.device)
+                total = total + weight * distillation_loss(logits, soft, temperature)
         return total
 
 

@@ -41,4 +41,3 @@ def label_names(task: str, gold: Sequence[Any]) -> list[str]:
     if task == "multi_label":
         return sorted({name for names in gold for name in names})
     return sorted(set(gold))
-
