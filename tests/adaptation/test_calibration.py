@@ -105,11 +105,7 @@ def test_a_refused_temperature_leaves_the_scores_as_they_are(tiny_model_dir):
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     gold = [["negative", "positive"][i] for i in predict_logits(model, tokenizer, data.texts, 64).argmax(-1).tolist()]
     fitted = settle_on_validation(spec, model, tokenizer, Separable(), type(data)(data.texts, gold), None)
-    assert (
-        fitted["applied"] is False
-        and fitted["temperature"] == 1.0
-        and "0 errors" in fitted["not_applied_because"]
-    )
+    assert fitted["applied"] is False and fitted["temperature"] == 1.0 and "0 errors" in fitted["not_applied_because"]
     assert fitted["validation_ece_after"] == fitted["validation_ece_before"]
 
 

@@ -7,14 +7,14 @@ from safetensors.torch import load_file
 from transformers import AutoTokenizer
 
 from app.adaptation import InvalidTaskData, TaskData, adapt, load_classifier
-from app.adaptation.ensemble import load_model
 from app.adaptation.data import Batch, LabeledTexts
+from app.adaptation.ensemble import load_model
 from app.adaptation.job import save_result
+from app.adaptation.layer_states import patient_loss, pooled_layers, teacher_layers
 from app.adaptation.model import load_pretrained_encoder
 from app.adaptation.objectives import ObjectiveContext, StepInputs
 from app.adaptation.objectives.distillation import Distill, augmented_copies, distillation_loss
 from app.adaptation.resources import Resources
-from app.adaptation.layer_states import patient_loss, pooled_layers, teacher_layers
 from app.adaptation.student import cut_encoder, kept_layers, teacher_start
 from app.adaptation.tasks import TASKS
 from tests.adaptation.helpers import classifier, job

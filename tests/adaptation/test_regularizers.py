@@ -114,6 +114,4 @@ def test_a_regularizer_declares_the_dataset_or_model_it_reads():
         },
     )
     assert DatasetRef("optimization.regularizers.0.fisher_data", "ds_fisher", ("sentence",)) in spec.dataset_refs()
-    assert spec.model_refs() == [
-        ModelRef("optimization.regularizers.1.source_model", "mdl_src", "source", "minilm-l6")
-    ]
+    assert spec.model_refs() == [ModelRef("optimization.regularizers.1.source_model", "mdl_src", "source", "minilm-l6")]
