@@ -266,11 +266,15 @@ def start_from_teacher(
     spec: JobSpec, model: TextClassifier, resources: Resources, kept: list[int], depth: int, callbacks: Callbacks
 ) -> None:
     """The student takes the teacher's weights where they fit (student.teacher_start); a teacher on
-    another base (other layer count) leaves it as the base model made it, and the event says so."""
+    another base (other layer count), or stages that already trained the encoder, leave it as it
+    is, and the event says so."""
     source = lead_member(resources.teacher(spec.teacher)).model
     layers = source.encoder.config.num_hidden_layers
-    if layers != depth:
-        message = f"student starts from the base model: the teacher has {layers} layers, the base {depth}"
+    if spec.stages or layers != depth:  # the stages' encoder is what they trained; keep it
+        reason = (
+            "its stages trained the encoder" if spec.stages else f"the teacher has {layers} layers, the base {depth}"
+        )
+        message = f"student starts from the base model: {reason}"
         callbacks.on_event("student_init", message, {"from": "base", "copied": 0})
         return
     copied, own = teacher_start(model, source, kept)
