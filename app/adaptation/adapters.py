@@ -3,7 +3,8 @@
 The up-projection starts at zero, so an adapter is the identity at step 0 and the adapted model
 computes exactly what the base model does until training moves it. Houlsby placement puts one after
 the attention output projection and one after the feed-forward output projection of each layer;
-Pfeiffer placement (Pfeiffer et al. 2020) only the second. (Houlsby insert the adapter after the
+Pfeiffer placement (Pfeiffer et al. 2020) only the second; architectures.py says which linear
+layers those are in each encoder family. (Houlsby insert the adapter after the
 projection's dropout; here it sits just before it, the same up to where dropout applies.)
 """
 
@@ -12,11 +13,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from app.adaptation.architectures import Architecture, of_encoder
 from app.adaptation.groups import layer_prefix
 from app.schemas.spec import AdapterConfig
 
-# Where the adapters go in a BERT-style layer, by placement.
-PLACES = {"houlsby": ("attention.output.dense", "output.dense"), "pfeiffer": ("output.dense",)}
+
+def places(architecture: Architecture, placement: str) -> tuple[str, ...]:
+    """The linear layers of a layer that get an adapter after them, by placement."""
+    if placement == "pfeiffer":
+        return (architecture.feed_forward_output,)
+    return (architecture.attention_output, architecture.feed_forward_output)
 
 
 class Bottleneck(nn.Module):
@@ -46,16 +52,16 @@ class WithAdapter(nn.Module):
 
 
 def add_adapters(encoder: nn.Module, config: AdapterConfig) -> None:
+    architecture = of_encoder(encoder)
     num_layers = encoder.config.num_hidden_layers
     layers = encoder.get_submodule(layer_prefix(encoder, num_layers).rstrip("."))
     for layer in layers:
-        for place in PLACES[config.placement]:
+        for place in places(architecture, config.placement):
             parent_name, _, child = place.rpartition(".")
-            try:
-                parent = layer.get_submodule(parent_name)
-                inner = getattr(parent, child)
-            except AttributeError:
-                raise ValueError(f"adapters need BERT-style layers with `{place}`; this encoder has none") from None
+            parent = layer.get_submodule(parent_name)  # "" is the layer itself
+            inner = getattr(parent, child, None)
+            if not isinstance(inner, nn.Linear):
+                raise ValueError(f"{architecture.model_type} layers have no linear layer `{place}` for an adapter")
             setattr(parent, child, WithAdapter(inner, config.size))
 
 

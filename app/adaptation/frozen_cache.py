@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from app.adaptation.architectures import encoder_inputs
 from app.adaptation.callbacks import Callbacks
 from app.adaptation.data import Batch, Batches
 from app.adaptation.group_names import EMBEDDINGS, layer_name
@@ -101,16 +102,21 @@ class LayerOutputs:
 class _StandIn(nn.Module):
     """Takes a frozen layer's place in the encoder's layer list: hands on `output` when set (the
     cached output of the last frozen layer), else its input (a layer below it, whose result the
-    cached output replaces anyway). Returns what the real layer returns: a tensor or a tuple."""
+    cached output replaces anyway). Returns what the real layer returns: a tensor, or a tuple of
+    the same length (DeBERTa's layers return their attention weights too, None unless asked), and
+    carries the real layer's plain attributes that encoders read (ModernBERT's `attention_type`)."""
 
-    def __init__(self, as_tuple: bool) -> None:
+    def __init__(self, layer: nn.Module, arity: int | None) -> None:
         super().__init__()
-        self.as_tuple = as_tuple
+        for key, value in vars(layer).items():
+            if not key.startswith("_") and key != "training" and not isinstance(value, nn.Module | torch.Tensor):
+                setattr(self, key, value)
+        self.arity = arity
         self.output: torch.Tensor | None = None
 
     def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
         value = hidden_states if self.output is None else self.output
-        return (value,) if self.as_tuple else value
+        return value if self.arity is None else (value, *([None] * (self.arity - 1)))
 
 
 class _Reached(Exception):
@@ -181,7 +187,7 @@ class FrozenBottom:
         under the job's autocast, as the plain forward pass."""
         assert self.outputs is not None
         hidden = self.outputs.padded(batch.indices, batch.input_ids.shape[1]).to(self.device, self.output_dtype)
-        inputs = _encoder_inputs(batch, self.device)
+        inputs = _encoder_inputs(self.model.encoder, batch, self.device)
         self._stand_ins[-1].output = hidden
         originals = list(self.layers[: len(self._stand_ins)])
         try:
@@ -211,14 +217,15 @@ class FrozenBottom:
         try:
             for batch in fixed.by_length():
                 with autocast(self.device, self.dtype), contextlib.suppress(_Reached):
-                    self.model.encoder(**_encoder_inputs(batch, self.device))
+                    self.model.encoder(**_encoder_inputs(self.model.encoder, batch, self.device))
                 output = seen.pop()
                 hidden = output[0] if isinstance(output, tuple) else output
                 outputs.put(batch.indices, hidden)
         finally:
             handle.remove()
         self.outputs, self.output_dtype = outputs, hidden.dtype
-        self._stand_ins = [_StandIn(isinstance(output, tuple)) for _ in range(layers)]
+        arity = len(output) if isinstance(output, tuple) else None
+        self._stand_ins = [_StandIn(self.layers[index], arity) for index in range(layers)]
         seconds = time.monotonic() - started
         size = outputs.rows.numel() * outputs.rows.element_size()
         data.update(cached=True, examples=len(lengths), bytes=size, seconds=round(seconds, 3))
@@ -233,11 +240,10 @@ class FrozenBottom:
         self.callbacks.on_event(EVENT, f"frozen layers {message}", data)
 
 
-def _encoder_inputs(batch: Batch, device: torch.device) -> dict[str, torch.Tensor]:
+def _encoder_inputs(encoder: nn.Module, batch: Batch, device: torch.device) -> dict[str, torch.Tensor]:
+    types = None if batch.token_type_ids is None else batch.token_type_ids.to(device)
     inputs = {"input_ids": batch.input_ids.to(device), "attention_mask": batch.attention_mask.to(device)}
-    if batch.token_type_ids is not None:
-        inputs["token_type_ids"] = batch.token_type_ids.to(device)
-    return inputs
+    return {**inputs, **encoder_inputs(encoder, types)}
 
 
 def frozen_bottom(

@@ -2,7 +2,9 @@
 
 Unfreezing schedules and discriminative learning rates act on these groups, as fastai's splitter
 does for ULMFiT. Parameters are assigned by name, so adapters and LoRA weights inside layer i
-belong to layer i.
+belong to layer i. The embeddings group is the encoder's embeddings and the position tables or
+projections its family keeps beside them (architectures.py); anything else of the encoder outside
+its layers (a final layer norm) belongs to the top layer.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from app.adaptation.architectures import of_encoder
 from app.adaptation.group_names import EMBEDDINGS, NEW, bottom_up, layer_name
 
 
@@ -28,11 +31,11 @@ def layer_prefix(encoder: nn.Module, num_layers: int) -> str:
     raise ValueError(f"cannot find the {num_layers} encoder layers of {type(encoder).__name__}")
 
 
-def _group_of(name: str, layers: str, num_layers: int) -> str:
+def _group_of(name: str, layers: str, embeddings: tuple[str, ...], num_layers: int) -> str:
     if not name.startswith("encoder."):
         return NEW
     inner = name[len("encoder.") :]
-    if inner.startswith("embeddings."):
+    if inner.startswith(embeddings):
         return EMBEDDINGS
     if inner.startswith(layers):
         return layer_name(int(inner[len(layers) :].split(".", 1)[0]))
@@ -40,9 +43,11 @@ def _group_of(name: str, layers: str, num_layers: int) -> str:
 
 
 def layer_groups(model: nn.Module, num_layers: int) -> list[LayerGroup]:
-    layers = layer_prefix(model.get_submodule("encoder"), num_layers)
+    encoder = model.get_submodule("encoder")
+    layers = layer_prefix(encoder, num_layers)
+    embeddings = tuple(f"{module}." for module in of_encoder(encoder).embeddings)
     names: dict[str, list[str]] = {EMBEDDINGS: [], NEW: [], **{layer_name(i): [] for i in range(num_layers)}}
     for name, _ in model.named_parameters():
-        names[_group_of(name, layers, num_layers)].append(name)
+        names[_group_of(name, layers, embeddings, num_layers)].append(name)
     order = bottom_up(num_layers)
     return [LayerGroup(group, len(order) - 1 - i, tuple(names[group])) for i, group in enumerate(order)]

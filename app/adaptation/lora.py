@@ -7,12 +7,16 @@ from peft import LoraConfig as PeftLoraConfig
 from peft import inject_adapter_in_model
 from torch import nn
 
+from app.adaptation.architectures import lora_targets, of_encoder
 from app.schemas.spec import LoraConfig
 
 
 def add_lora(encoder: nn.Module, config: LoraConfig) -> nn.Module:
     peft_config = PeftLoraConfig(
-        r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout, target_modules=config.target_modules
+        r=config.r,
+        lora_alpha=config.alpha,
+        lora_dropout=config.dropout,
+        target_modules=lora_targets(of_encoder(encoder), config.target_modules),
     )
     try:
         return inject_adapter_in_model(peft_config, encoder)

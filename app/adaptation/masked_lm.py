@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from app.adaptation.architectures import token_vectors
 from app.adaptation.data import token_batches
 from app.adaptation.precision import autocast
 from app.adaptation.seeding import step_generator
@@ -29,7 +30,7 @@ def mask_tokens(
 
 def tied_lm_logits(encoder: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     """Vocabulary logits from the last layer through the transposed input embedding matrix."""
-    return hidden @ encoder.get_input_embeddings().weight.T
+    return hidden @ token_vectors(encoder).T
 
 
 def masked_lm_loss(
@@ -58,13 +59,13 @@ class TiedLMHead(nn.Module):
         self.dense = nn.Linear(hidden, hidden)
         nn.init.eye_(self.dense.weight)
         nn.init.zeros_(self.dense.bias)
-        self.norm = nn.LayerNorm(hidden, eps=encoder.config.layer_norm_eps)
+        # DistilBERT and ModernBERT configs name no epsilon; BERT's is the usual one.
+        self.norm = nn.LayerNorm(hidden, eps=getattr(encoder.config, "layer_norm_eps", 1e-12))
         self.bias = nn.Parameter(torch.zeros(encoder.config.vocab_size))
         self._encoder = [encoder]  # a list, so the tied embeddings are not registered twice
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        embeddings = self._encoder[0].get_input_embeddings().weight
-        return self.norm(nn.functional.gelu(self.dense(hidden))) @ embeddings.T + self.bias
+        return self.norm(nn.functional.gelu(self.dense(hidden))) @ token_vectors(self._encoder[0]).T + self.bias
 
 
 def masked_lm_step_loss(

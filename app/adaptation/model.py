@@ -10,6 +10,7 @@ from torch import nn
 from transformers import AutoModel, PreTrainedModel
 
 from app.adaptation.adapters import add_adapters
+from app.adaptation.architectures import encoder_inputs
 from app.adaptation.heads import HEADS
 from app.adaptation.lora import add_lora
 from app.adaptation.pooling import POOLINGS
@@ -53,7 +54,7 @@ class TextClassifier(nn.Module):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
     ) -> torch.Tensor:
         """The encoder's output, reduced by the pooling to a few vectors per text (cacheable)."""
-        extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+        extra = encoder_inputs(self.encoder, token_type_ids)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.encoder_frozen):
             out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, **extra)
         return self.pooling.reduce(out.hidden_states, attention_mask)

@@ -26,12 +26,14 @@ def cut_encoder(encoder: nn.Module, keep: int) -> list[int]:
     layers = encoder.get_submodule(path)
     kept = nn.ModuleList(layers[i] for i in indices)
     for position, layer in enumerate(kept):
-        attention = getattr(getattr(layer, "attention", None), "self", None)
-        if attention is not None and hasattr(attention, "layer_idx"):
-            attention.layer_idx = position  # caches index layers by position
+        for module in layer.modules():
+            if isinstance(getattr(module, "layer_idx", None), int):
+                module.layer_idx = position  # caches index layers by position
     parent, _, attribute = path.rpartition(".")
     setattr(encoder.get_submodule(parent) if parent else encoder, attribute, kept)
     encoder.config.num_hidden_layers = keep
+    if isinstance(getattr(encoder.config, "layer_types", None), list):  # ModernBERT: each layer's attention span
+        encoder.config.layer_types = [encoder.config.layer_types[i] for i in indices]
     return indices
 
 

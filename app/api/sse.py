@@ -33,7 +33,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 
-from app.db.models import Job, JobEvent
+from app.db.models import Job, JobEvent, find
 from app.db.session import session_scope
 from app.schemas.resources import JobEventPublic
 from app.services.errors import InvalidInput
@@ -91,7 +91,7 @@ def read_job_state(database_url: str, job_id: str, after: int, sent: frozenset[i
     are in the read after. Events are told apart by id rather than taken past the last id sent: on
     PostgreSQL two writers (the worker, a pause request) may commit their events out of id order."""
     with session_scope(database_url) as session:
-        job = session.get(Job, job_id)
+        job = find(session, Job, job_id)
         if job is None:
             return None
         state = (job.status, job.progress, job.model_id, job.error)

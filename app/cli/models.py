@@ -1,4 +1,4 @@
-"""`thaw models` (list, get, delete) and `thaw predict`."""
+"""`thaw models` (list, get, delete, export) and `thaw predict`."""
 
 from __future__ import annotations
 
@@ -94,6 +94,18 @@ def delete(model_id: str) -> None:
     with api() as thaw:
         thaw.delete_model(model_id)
     typer.echo(f"deleted {model_id}")
+
+
+@models.command("export")
+def export(
+    model_id: str,
+    format: Annotated[str, typer.Option("--format", help="hf (a Hugging Face folder) or onnx.")] = "hf",
+    output: Annotated[Path, typer.Option("-o", "--output", file_okay=False, help="Folder to unpack it into.")] = Path(),
+) -> None:
+    """Download MODEL_ID as files that run without Thaw (docs: Export)."""
+    with api() as thaw:
+        folder = thaw.export_model(model_id, output, format=format)
+    typer.echo(f"exported {model_id} to {folder}")
 
 
 def predict(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import tarfile
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -176,6 +178,27 @@ class Thaw:
 
     def delete_model(self, model_id: str) -> None:
         self._request("DELETE", f"/v1/models/{model_id}")
+
+    def export_model(self, model_id: str, directory: str | Path, *, format: str = "hf") -> Path:
+        """Download the model's export (`hf` or `onnx`) and unpack it into `directory`; returns the
+        folder it made there (`<model_id>-<format>`)."""
+        target = Path(directory)
+        target.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile() as archive:
+            try:
+                with self.http.stream("GET", f"/v1/models/{model_id}/export", params={"format": format}) as response:
+                    if response.is_error:
+                        response.read()
+                        raise_for(response)
+                    for chunk in response.iter_bytes():
+                        archive.write(chunk)
+            except httpx.TransportError as error:
+                raise ServiceUnavailable(f"no answer from {self.url}: {error}") from error
+            archive.seek(0)
+            with tarfile.open(fileobj=archive, mode="r:gz") as tar:
+                tar.extractall(target, filter="data")  # no absolute paths, links out or devices
+                (top,) = {Path(name).parts[0] for name in tar.getnames()}
+        return target / top
 
     def predict(
         self,

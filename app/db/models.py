@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, false
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+Row = TypeVar("Row")
+
+
+def find(session: Session, table: type[Row], row_id: str) -> Row | None:
+    """The row with this id, or None. An id from a request may hold any character; one with a NUL
+    byte names no row (ids are made by new_id), and PostgreSQL refuses to even compare it."""
+    return None if "\x00" in row_id else session.get(table, row_id)
 
 
 def new_id(prefix: str) -> str:

@@ -22,6 +22,7 @@ class BaseModelPublic(Public):
     id: str
     architecture: str | None
     model_type: str | None
+    supported: bool = Field(description="Whether jobs can train on it: its model_type is one the engine supports.")
     layers: int | None
     hidden_size: int | None
     vocab_size: int | None

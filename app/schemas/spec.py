@@ -83,7 +83,13 @@ class LoraConfig(Strict):
     alpha: float = Field(16, gt=0, description="Scale: the update is multiplied by alpha / r.")
     dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on the LoRA input.")
     target_modules: list[str] = Field(
-        default_factory=lambda: ["query", "value"], min_length=1, description="Linear layers that get LoRA."
+        default_factory=lambda: ["query", "value"],
+        min_length=1,
+        description=(
+            "Linear layers that get LoRA: `query`, `key` and `value` name the attention projections of "
+            "whatever encoder family the base model is (ModernBERT's fused `Wqkv` for any of them); "
+            "any other name is a module name, matched as peft matches it."
+        ),
     )
 
 

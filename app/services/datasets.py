@@ -8,7 +8,7 @@ from typing import Any, Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.db.models import Dataset, Job, new_id
+from app.db.models import Dataset, Job, find, new_id
 from app.db.pagination import newest_first
 from app.schemas.spec import JobSpec
 from app.services.errors import Conflict, InvalidInput, NotFound
@@ -71,7 +71,7 @@ def referenced_datasets(spec: dict[str, Any]) -> set[str]:
 
 
 def get_dataset(session: Session, *, tenant_id: str, dataset_id: str) -> Dataset:
-    dataset = session.get(Dataset, dataset_id)
+    dataset = find(session, Dataset, dataset_id)
     if dataset is None or dataset.tenant_id != tenant_id:
         raise NotFound(f"dataset {dataset_id!r} not found")
     return dataset

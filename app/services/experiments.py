@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.catalog import Catalog
-from app.db.models import Experiment, Job, Model, new_id
+from app.db.models import Experiment, Job, Model, find, new_id
 from app.db.pagination import newest_first
 from app.schemas.experiments import ExperimentRequest
 from app.schemas.recipes import deep_merge
@@ -114,7 +114,7 @@ def create_experiment(
 
 
 def get_experiment(session: Session, *, tenant_id: str, experiment_id: str) -> Experiment:
-    experiment = session.get(Experiment, experiment_id)
+    experiment = find(session, Experiment, experiment_id)
     if experiment is None or experiment.tenant_id != tenant_id:
         raise NotFound(f"experiment {experiment_id!r} not found")
     return experiment

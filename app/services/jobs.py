@@ -10,8 +10,9 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.adaptation.architectures import UnsupportedArchitecture
 from app.catalog import Catalog, UnknownBaseModel
-from app.db.models import Dataset, Job, JobEvent, Model, new_id, utcnow
+from app.db.models import Dataset, Job, JobEvent, Model, find, new_id, utcnow
 from app.db.pagination import newest_first
 from app.schemas.recipes import AUTO, SpecError, describe, expand
 from app.schemas.references import DatasetRef, ModelRef
@@ -100,7 +101,7 @@ def check_model(session: Session, ref: ModelRef, tenant_id: str, train_classes: 
     """A distillation source is the tenant's single model with the job's base model (tokenizer) and
     labels; a teacher is the tenant's single_label model (or ensemble) whose labels cover the
     training labels."""
-    model = session.get(Model, ref.model_id)
+    model = find(session, Model, ref.model_id)
     if model is None or model.tenant_id != tenant_id:
         raise InvalidInput(f"{ref.path}: model {ref.model_id!r} not found")
     if ref.role == "source":
@@ -151,16 +152,21 @@ def _layer_count(catalog: Catalog, base_model: str) -> int | None:
     return layers if isinstance(layers, int) else None
 
 
+def check_base_model(catalog: Catalog, base_model: str, field: str) -> None:
+    """A catalog entry of a model type the engine supports (architectures.py)."""
+    try:
+        catalog.get(base_model).check_supported()
+    except (UnknownBaseModel, UnsupportedArchitecture) as error:
+        raise InvalidInput(f"{field}: {error.args[0]}") from None
+
+
 def check_members(catalog: Catalog, spec: JobSpec) -> None:
     """An ensemble member may train on another base model of the catalog; what it references is
     checked with the job's (its references are the job's, under ensemble.members.N)."""
     if spec.ensemble is None:
         return
     for index, member in enumerate(spec.ensemble.members):
-        try:
-            catalog.get(member.base_model)
-        except UnknownBaseModel as error:
-            raise InvalidInput(f"ensemble.members.{index}.base_model: {error.args[0]}") from None
+        check_base_model(catalog, member.base_model, f"ensemble.members.{index}.base_model")
 
 
 def auto_label_counts(session: Session, store: ArtifactStore, tenant_id: str, raw: Any) -> dict[str, int] | None:
@@ -173,7 +179,7 @@ def auto_label_counts(session: Session, store: ArtifactStore, tenant_id: str, ra
     train = data.get("train") if isinstance(data, dict) else None
     if not isinstance(train, str) or not isinstance(label_field, str):
         return None
-    dataset = session.get(Dataset, train)
+    dataset = find(session, Dataset, train)
     if dataset is None or dataset.tenant_id != tenant_id:
         return None
     if dataset.label_field == label_field and dataset.label_counts is not None:
@@ -208,10 +214,7 @@ def checked_spec(
     if spec.webhook is not None:
         webhooks.check(str(spec.webhook.url))
     check_gpu_class(spec.compute, gpu_classes)
-    try:
-        catalog.get(spec.base_model)
-    except UnknownBaseModel as error:
-        raise InvalidInput(f"base_model: {error.args[0]}") from None
+    check_base_model(catalog, spec.base_model, "base_model")
     check_data(session, store, spec, tenant_id, catalog=catalog)
     return spec
 
@@ -274,7 +277,7 @@ def add_event(session: Session, job_id: str, kind: str, message: str, data: dict
 
 
 def get_job(session: Session, *, tenant_id: str, job_id: str) -> Job:
-    job = session.get(Job, job_id)
+    job = find(session, Job, job_id)
     if job is None or job.tenant_id != tenant_id:
         raise NotFound(f"job {job_id!r} not found")
     return job

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, and_, select
 from sqlalchemy.orm import Session
 
-from app.db.models import ApiKey, Job, Model
+from app.db.models import ApiKey, Job, Model, find
 from app.db.pagination import newest_first
 from app.services.datasets import ACTIVE
 from app.services.errors import Conflict, NotFound
@@ -16,7 +16,7 @@ from app.storage.store import ArtifactStore
 
 
 def get_model(session: Session, *, tenant_id: str, model_id: str) -> Model:
-    model = session.get(Model, model_id)
+    model = find(session, Model, model_id)
     if model is None or model.tenant_id != tenant_id:
         raise NotFound(f"model {model_id!r} not found")
     return model

@@ -21,6 +21,7 @@ from safetensors.torch import load_file
 from torch import nn
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+from app.adaptation.architectures import encoder_inputs, of_encoder
 from app.adaptation.artifact import WEIGHTS, load_classifier, read_card
 from app.adaptation.data import Text
 from app.adaptation.heads import HEADS
@@ -160,7 +161,7 @@ class Deployment:
                 segments.append((rows[start][0], start, i))
                 start = i
         self.routing.segments = segments
-        extra = {} if types is None else {"token_type_ids": types}
+        extra = encoder_inputs(self.encoder, types)
         bf16 = self.options.precision == "bf16" and self.options.quantize == "none"
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             hidden = self.encoder(input_ids=ids, attention_mask=mask, output_hidden_states=True, **extra).hidden_states
@@ -253,6 +254,9 @@ def read_member(model_id: str, directory: Path, base: nn.Module) -> tuple[Member
     for path, weights in low_rank.items():
         scale = config.lora.alpha / config.lora.r if config.lora else 1.0
         changes.setdefault(path, {})["low_rank"] = LowRankUpdate(weights["A"], weights["B"], scale).eval()
+    unroutable = [path for path in changes if path.endswith(of_encoder(base).unroutable)]
+    if unroutable:
+        raise NotShareable(f"{directory}: {unroutable[0]} also runs on inputs that are not the batch's rows")
     nbytes = (
         module_bytes(pooling) + module_bytes(head) + sum(module_bytes(m) for c in changes.values() for m in c.values())
     )

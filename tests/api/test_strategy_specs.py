@@ -81,7 +81,14 @@ def test_conflicts_are_refused_by_name(client, headers, train_id, spec, message)
                 and s["optimization"]["lr_schedule"] == {"name": "slanted_triangular", "cut_frac": 0.1, "ratio": 32}
             ),
         ),
-        ("chain_thaw", lambda s: s["optimization"]["unfreezing"] == {"name": "chain_thaw"}),
+        (
+            # Felbo et al. 2017: the whole model's last phase at 1e-4; it gets half the steps.
+            "chain_thaw",
+            lambda s: (
+                s["optimization"]["unfreezing"] == {"name": "chain_thaw", "final_share": 0.5}
+                and s["training"]["learning_rate"] == 1e-4
+            ),
+        ),
         ("sequential_unfreezing", lambda s: s["optimization"]["unfreezing"]["name"] == "sequential"),
         ("top_only", lambda s: s["optimization"]["unfreezing"] == {"name": "top_only"}),
         ("l2_sp", lambda s: s["optimization"]["regularizers"] == [{"name": "l2_sp", "alpha": 0.01, "beta": 0.01}]),

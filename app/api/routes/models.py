@@ -1,8 +1,11 @@
 import asyncio
+import shutil
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse
+from starlette.background import BackgroundTask
 
 from app.api.deps import (
     CatalogDep,
@@ -22,6 +25,7 @@ from app.db.session import get_engine
 from app.schemas.resources import ModelPublic, ModelsPublic, PredictRequest, PredictResponse
 from app.services import models as service
 from app.services.errors import InvalidInput, NotFound, RateLimited
+from app.services.exports import ExportFormat, export_archive
 from app.services.models import Servable
 from app.serving.errors import Overloaded, Unloaded
 from app.storage.store import ArtifactStore
@@ -56,6 +60,27 @@ def delete_model(
 ) -> None:
     service.delete_model(session, store, tenant_id=tenant.id, model_id=model_id)
     cache.evict(model_id)
+
+
+@router.get("/{model_id}/export", response_class=FileResponse)
+def export_model(
+    model_id: str,
+    session: SessionDep,
+    store: StoreDep,
+    catalog: CatalogDep,
+    tenant: TenantDep,
+    format: Annotated[ExportFormat, Query(description="`hf`: a Hugging Face folder; `onnx`: an ONNX graph")] = "hf",
+) -> FileResponse:
+    """The model as a tar.gz that runs without Thaw: a Hugging Face folder (LoRA merged;
+    `AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True)`) or an ONNX
+    graph with its tokenizer; an ensemble as a folder of its members and a manifest."""
+    archive = export_archive(session, store, catalog, tenant_id=tenant.id, model_id=model_id, fmt=format)
+    return FileResponse(
+        archive,
+        media_type="application/gzip",
+        filename=archive.name,
+        background=BackgroundTask(shutil.rmtree, archive.parent, ignore_errors=True),
+    )
 
 
 async def servable_model(
