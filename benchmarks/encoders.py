@@ -16,6 +16,10 @@ up to --test-rows rows of the set's test split (SST-2's dev). Speed: texts per s
 fine-tuned model over the test texts (`.probabilities`, batches of 64, one warm-up, median of 3),
 every torch thread; training one torch thread.
 
+`--speed` measures serving speed alone, on an otherwise idle machine: each encoder with a new
+head (the compute of any model trained on it), over the 500 TREC test texts, batches of 64, every
+torch thread, median of 5 calls in alternating order (section "speed").
+
 Results: benchmarks/results/encoders.json (mean and sample sd over seeds).
 """
 
@@ -83,6 +87,37 @@ def speed(folder: Path, encoder: str, texts: list[str]) -> float:
     return len(texts) / statistics.median(times)
 
 
+def idle_speed(runs: int = 5) -> dict[str, Any]:
+    import torch
+    from transformers import AutoTokenizer
+
+    from app.adaptation.inference import predict_proba
+    from app.adaptation.model import TextClassifier, load_pretrained_encoder
+    from app.schemas.spec import ModelConfig
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    texts = [r["text"] for r in SETS["trec"]()[1]][:500]
+    models = {}
+    for encoder in ENCODERS:
+        path = base_path(encoder)
+        model = TextClassifier(load_pretrained_encoder(path), ModelConfig(), 6).eval()
+        models[encoder] = (model, AutoTokenizer.from_pretrained(path))
+        predict_proba(model, models[encoder][1], texts, 64)  # warm-up
+    times: dict[str, list[float]] = {e: [] for e in ENCODERS}
+    for repeat in range(runs):
+        for encoder in ENCODERS if repeat % 2 == 0 else ENCODERS[::-1]:
+            started = time.perf_counter()
+            predict_proba(models[encoder][0], models[encoder][1], texts, 64)
+            times[encoder].append(time.perf_counter() - started)
+    rates = {e: len(texts) / statistics.median(t) for e, t in times.items()}
+    return {
+        "texts": len(texts),
+        "threads": torch.get_num_threads(),
+        "texts_per_second": {e: round(r, 1) for e, r in rates.items()},
+        "mpnet_over_minilm_time": round(rates["minilm-l6"] / rates["mpnet-base"], 2),
+    }
+
+
 def main() -> None:
     import torch
 
@@ -94,9 +129,16 @@ def main() -> None:
     parser.add_argument("--fine-tune-rows", type=int, default=500)
     parser.add_argument("--test-rows", type=int, default=500)
     parser.add_argument("--smoke", action="store_true", help="32 rows, 16 test rows, 1 epoch, results to the temp dir")
+    parser.add_argument("--speed", action="store_true", help="only the idle-machine serving speed section")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     quiet_transformers()
+    if args.speed:
+        out = output_path("encoders.json", args.smoke, args.out)
+        header = {"benchmark": "encoders", "machine": machine_info(), "encoders": list(ENCODERS)}
+        document = merge_sections(out, header, {"speed": idle_speed()})
+        print(document["sections"]["speed"])
+        return
     torch.set_num_threads(1)
     recipes = [r.strip() for r in args.recipes.split(",") if r.strip()]
     out = output_path("encoders.json", args.smoke, args.out)
@@ -144,7 +186,7 @@ def markdown(document: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for name, section in document["sections"].items():
-        for row in section["results"].values():
+        for row in section.get("results", {}).values():
             rate = pm(row["texts_per_second"], 1, 0) if "texts_per_second" in row else "—"
             lines.append(
                 f"| {name} | {row['recipe']} | {row['encoder']} | {row['train_rows']} | {pm(row['test_accuracy'])} "
