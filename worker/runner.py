@@ -247,17 +247,26 @@ def remove_ended_checkpoints(url: str, store: ArtifactStore) -> None:
 
 
 def train(
-    settings: Settings, store: ArtifactStore, spec: JobSpec, callbacks: Callbacks, checkpoints: Checkpoints
+    settings: Settings,
+    store: ArtifactStore,
+    spec: JobSpec,
+    callbacks: Callbacks,
+    checkpoints: Checkpoints,
+    tenant_id: str | None = None,
 ) -> AdaptationResult:
-    """Read what the job names and train it: the whole job in one process, a rank's part in several."""
+    """Read what the job names and train it: the whole job in one process, a rank's part in several.
+    A frozen encoder's features persist in this node's cache, a folder per tenant."""
     catalog = Catalog(settings)
+    resources = load_resources(store, catalog, spec)
+    if tenant_id is not None:
+        resources.feature_cache = (settings.artifact_cache_dir or settings.var_dir / "cache") / "features" / tenant_id
     return adapt(
         spec,
         load_task_data(store, spec),
         catalog.get(spec.base_model).path,
         callbacks,
         settings.progress_interval_seconds,
-        load_resources(store, catalog, spec),
+        resources,
         checkpoints,
     )
 
@@ -275,8 +284,11 @@ def train_and_record(
     under this attempt. What a job's one process does, and rank 0 of a distributed job; any other
     error is the caller's to record (`_run_job`, or for a distributed job the launcher's)."""
     url = settings.resolved_database_url
+    with session_scope(url) as session:
+        tenant_id = session.get(Job, job_id).tenant_id
     try:
-        return publish(url, store, job_id, attempt, spec, train(settings, store, spec, callbacks, checkpoints))
+        result = train(settings, store, spec, callbacks, checkpoints, tenant_id)
+        return publish(url, store, job_id, attempt, spec, result)
     except Paused as pause:
         pause_job_run(url, job_id, attempt, str(pause))
         return False

@@ -12,6 +12,7 @@ run of several processes.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -148,6 +149,7 @@ def classification_trainer(
     checkpoints: Checkpoints | None = None,
     stage: str = "train",
     world: World | None = None,
+    feature_cache: Path | None = None,
 ) -> Trainer:
     """A trainer of `model` on `task` with the hooks every classification run has: the feature cache
     of a frozen encoder, the unfreezing schedule's phases, the frozen bottom's cache and, with
@@ -158,7 +160,7 @@ def classification_trainer(
     loss = ClassificationLoss(
         model, tokenizer, task, spec, regularizers, objectives or [], sampled or [], frozen, world
     )
-    hooks: list[Hook] = [FeatureCache(loss.needs_inputs), UnfreezingPhases(), frozen]
+    hooks: list[Hook] = [FeatureCache(loss.needs_inputs, feature_cache), UnfreezingPhases(), frozen]
     if checkpoints is not None:
         hooks.append(Checkpointing(checkpoints))
     return Trainer(model, loss, spec, callbacks, progress_interval, hooks, stage, world)

@@ -73,6 +73,7 @@ def train_main_task(
         sampled=sampled,
         checkpoints=checkpoints,
         stage=stage,
+        feature_cache=resources.feature_cache,
     )
     outcome = trainer.fit(train, validation, last_epoch=last_epoch)
     touched = set(trainer.touched)

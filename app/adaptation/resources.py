@@ -44,6 +44,8 @@ class Resources:
     tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # dataset id -> rows
     models: dict[str, Teacher] = field(default_factory=dict)  # model id -> the loaded model
     base_models: dict[str, Path] = field(default_factory=dict)  # catalog id -> directory
+    # Where a frozen encoder's features persist across jobs (features.py); None: this process's memory only.
+    feature_cache: Path | None = None
 
     def rows(self, dataset_id: str, limit: int | None = None) -> list[dict[str, Any]]:
         if dataset_id not in self.tables:

@@ -108,9 +108,9 @@ class Trainer:
         total = self.total_steps
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: schedule(step, total, options))
         self.rng = random.Random(cfg.seed)
-        curve = LossCurve(self.total_steps)
         self._started = self._last_report = time.monotonic()
         self._call("on_fit_start")
+        curve = LossCurve(self.total_steps)  # after the hooks: a full-batch fit has fewer steps
         for epoch in range(self.first_epoch, min(cfg.epochs, last_epoch or cfg.epochs) + 1):
             self.model.train()
             self.epoch_rng_state = self.rng.getstate()
@@ -154,8 +154,31 @@ class Trainer:
         for hook in self.hooks:
             getattr(hook, event)(self, *args)
 
+    def fit_full_batch(self, iterations: int, l2: float) -> None:
+        """From now on each epoch is one batch of every example and one step of `iterations` L-BFGS
+        iterations (Liu & Nocedal 1989; strong-Wolfe line search) over the trainable parameters, with
+        dropout off: L-BFGS needs the same objective at every evaluation. A feature cache calls it
+        before the first step, once the batches are the cached features."""
+        self.per_epoch, self.total_steps = 1, self.spec.training.epochs
+        for module in self.model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.LBFGS(
+            trainable,
+            lr=self.spec.training.learning_rate,
+            max_iter=iterations,
+            history_size=20,
+            line_search_fn="strong_wolfe",
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: 1.0)
+        self.penalized = [p for p in trainable if p.ndim >= 2]  # weight matrices: no biases, no mix scalars
+        self.l2 = l2
+
     def _step(self, batch: Batch, step: int) -> torch.Tensor | None:
         """One optimizer step; returns the main task's loss (None for an auxiliary task's step)."""
+        if isinstance(self.optimizer, torch.optim.LBFGS):
+            return self._full_batch_step(batch, step)
         total, reported = self.step_loss.loss(batch, step)
         total.backward()
         if self.spec.optimization.max_grad_norm is not None:
@@ -165,6 +188,23 @@ class Trainer:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return reported
+
+    def _full_batch_step(self, batch: Batch, step: int) -> torch.Tensor | None:
+        reported: list[torch.Tensor | None] = []
+
+        def closure() -> torch.Tensor:
+            self.optimizer.zero_grad(set_to_none=True)
+            total, main = self.step_loss.loss(batch, step)
+            if self.l2:
+                total = total + 0.5 * self.l2 * sum(p.pow(2).sum() for p in self.penalized)
+            total.backward()
+            reported[:] = [main]
+            return total
+
+        self.optimizer.step(closure)
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return reported[0]
 
     # ---- the best epoch --------------------------------------------------------------------------
 

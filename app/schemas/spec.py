@@ -155,6 +155,16 @@ class OptimizationConfig(Strict):
     regularizers: list[Regularizer] = Field(default_factory=list, description="Penalties added to the loss.")
     weight_decay: float = Field(0.01, ge=0, le=1, description="AdamW decoupled weight decay.")
     max_grad_norm: float | None = Field(1.0, gt=0, description="Gradient clipping; null for none.")
+    head_fit: Literal["minibatch", "lbfgs"] = Field(
+        "minibatch",
+        description=(
+            "How a head over cached frozen features trains: `minibatch` (AdamW over batches, as every "
+            "other run) or `lbfgs` (each epoch is 10 iterations of full-batch L-BFGS over every cached "
+            "example, dropout off, training.learning_rate its initial step with a strong-Wolfe line search). "
+            "Only where the features are cached (optimization.train head_only, nothing reading the tokens); "
+            "elsewhere minibatch."
+        ),
+    )
 
 
 MAX_JOB_GPUS = 8  # on one node

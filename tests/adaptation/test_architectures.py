@@ -16,7 +16,6 @@ from app.adaptation import TaskData, adapt
 from app.adaptation.architectures import of_encoder, supported
 from app.adaptation.group_names import EMBEDDINGS, layer_name
 from app.adaptation.groups import layer_groups
-from app.adaptation.job import save_result
 from app.adaptation.model import load_pretrained_encoder
 from app.adaptation.resources import Resources
 from app.adaptation.strategies.adapters import layer_norm_parameters
@@ -27,6 +26,7 @@ from tests.adaptation.test_distillation import FixedTeacher
 from tests.serving.test_deployments import alone, probabilities
 from tests.utils.data import sentiment
 from tests.utils.tiny_model import FAMILY_CONFIG, build_tiny
+from tests.utils.trained import train_and_save
 
 FAMILIES = supported()
 TRAIN = sentiment(32, seed=1)  # 2 batches of 16 per epoch
@@ -142,17 +142,7 @@ SERVED = {
 def test_a_shared_base_serves_each_model_as_it_computes_alone(family, tmp_path: Path):
     """Adapter and LoRA weights set to random values first, so each model differs from its base."""
     model_type, path = family
-    saved = {}
-    for number, (kind, overrides) in enumerate(SERVED.items()):
-        spec = job(**overrides, training={"epochs": 1, "seed": number})
-        result = adapt(spec, TaskData(sentiment(32, seed=number)), path)
-        generator = torch.Generator().manual_seed(number)
-        with torch.no_grad():
-            for name, parameter in result.model.named_parameters():
-                if ".adapter.up." in name or ".lora_B." in name:
-                    parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
-        saved[kind] = tmp_path / kind
-        save_result(result, spec, saved[kind])
+    saved = {kind: train_and_save(path, o, tmp_path / kind, n) for n, (kind, o) in enumerate(SERVED.items())}
     cache = ModelCache(max_models=10, max_bytes=10**12)
     served = {kind: cache.get(kind, saved[kind], path) for kind in SERVED}
     texts = ["the movie was great", "awful plot", "really quite long and terrible acting", "lovely"]

@@ -25,6 +25,7 @@ from app.adaptation.job import save_result
 from tests.adaptation.helpers import job
 from tests.utils.data import sentiment
 from tests.utils.tiny_model import build_tiny
+from tests.utils.trained import train_and_save
 
 KINDS = {
     "full": {"recipe": "fine_tuning", "model": {"pooling": "scalar_mix"}},
@@ -34,20 +35,6 @@ KINDS = {
 }
 # Longer and more texts than the trace's example inputs: the graph's batch and token axes are dynamic.
 TEXTS = ["the movie was great", "awful plot", "really quite long and terrible acting, and the plot too", "lovely"]
-
-
-def train_and_save(base: Path, overrides: dict, directory: Path, seed: int = 0) -> Path:
-    """A saved model; adapter and LoRA up-projections set to random values, so that they change the
-    base's outputs far more than a short training would (a missing one would show)."""
-    spec = job(**overrides, training={"epochs": 1, "seed": seed})
-    result = adapt(spec, TaskData(sentiment(32, seed=seed)), base)
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, parameter in result.model.named_parameters():
-            if ".adapter.up." in name or ".lora_B." in name:
-                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
-    save_result(result, spec, directory)
-    return directory
 
 
 def thaw_probabilities(directory: Path, base: Path) -> torch.Tensor:

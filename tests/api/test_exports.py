@@ -16,11 +16,12 @@ from typer.testing import CliRunner
 from app.api.main import create_app
 from app.cli import cli
 from app.client import Thaw
-from tests.adaptation.test_exports import TEXTS, hf_probabilities, onnx_probabilities, train_and_save
+from tests.adaptation.test_exports import TEXTS, hf_probabilities, onnx_probabilities
 from tests.api.test_metrics import publish, tenant_id
 from tests.conftest import build_settings
 from tests.utils.live_api import live_api
 from tests.utils.services import auth, new_key
+from tests.utils.trained import train_and_save
 
 
 @pytest.fixture(scope="module")
