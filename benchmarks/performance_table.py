@@ -119,7 +119,7 @@ def features_markdown(section: dict[str, Any]) -> str:
     ]
     header = ["run", "epochs", "end to end", "train time", "features cached", "test accuracy"]
     lines = []
-    anchor = rows.get("HF Trainer, bf16") or rows.get("fine_tuning")
+    anchor = rows.get("HF Trainer, 3 epochs") or rows.get("fine_tuning")
     for name, row in rows.items():
         if name.startswith("feature_extraction") and anchor:
             points = 100 * (row["test_accuracy"] - anchor["test_accuracy"])

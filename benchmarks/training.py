@@ -316,7 +316,7 @@ def thaw_contenders(workload: Workload) -> list[Contender]:
 
 def features_contenders(workload: Workload, max_epochs: int | None, cache: Path) -> list[Contender]:
     """Each recipe with its own default epochs (20 for feature_extraction, 3 for fine_tuning), the
-    anchor (the HF Trainer, bf16 as Thaw's auto here), and feature_extraction two more ways: its head
+    anchor (the HF Trainer's fine-tuning, 3 epochs, fp32), and feature_extraction two more ways: its head
     by minibatch AdamW (the recipe before its L-BFGS head fit: lr 2e-3, batch 32), and reading the
     features that its warm-up run left in `cache`."""
     from app.schemas.recipes import expand
@@ -327,8 +327,15 @@ def features_contenders(workload: Workload, max_epochs: int | None, cache: Path)
 
     fe = capped("feature_extraction")
     minibatch = {"train": "head_only", "lr_schedule": "constant", "head_fit": "minibatch"}
+    # The anchor of issue 18: the plain Trainer script's full fine-tuning, 3 epochs, its default fp32.
+    anchor = Contender(
+        "HF Trainer, 3 epochs",
+        lambda w: hf_trainer(dataclasses.replace(w, epochs=3), bf16=False),
+        {"side": "anchor", "precision": "fp32"},
+        3,
+    )
     return [
-        Contender("HF Trainer, bf16", lambda w: hf_trainer(w, bf16=True), {"side": "anchor", "precision": "bf16"}),
+        anchor,
         thaw_contender("feature_extraction", workload, "feature_extraction", {}, fe),
         thaw_contender(
             "feature_extraction, minibatch head", workload, "feature_extraction", {"learning_rate": 2e-3}, fe, minibatch

@@ -97,6 +97,9 @@ def build_settings(
     """Migrated settings: SQLite + embedded broker by default, else the given database and broker."""
     result = Settings(
         var_dir=var_dir,
+        # The catalog is the test's alone: encoders `make mpnet` installed for the repo are not in it
+        # (tests/e2e/test_mpnet.py names that folder).
+        packaged_models_dir=var_dir / "base-models",
         queue=f"thaw-test-{uuid.uuid4().hex[:8]}",
         base_models=base_models,
         progress_interval_seconds=0.2,

@@ -177,6 +177,9 @@ def _fsync_dir(path: Path) -> None:
 # ---- safetensors for tensors, JSON for everything else ---------------------------------------------
 
 
+TENSOR_LIST = "__tensor_list__"  # an optimizer slot that holds a list of tensors: its length
+
+
 def _flatten(state: TrainingState) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     tensors: dict[str, torch.Tensor] = {}
     for prefix, weights in (("model", state.model), ("best", state.best_state)):
@@ -188,6 +191,12 @@ def _flatten(state: TrainingState) -> tuple[dict[str, torch.Tensor], dict[str, A
         for slot, value in slots.items():
             if isinstance(value, torch.Tensor):
                 tensors[f"optimizer/{index}/{slot}"] = value.detach().cpu().contiguous().clone()
+            elif isinstance(value, list) and any(isinstance(item, torch.Tensor) for item in value):
+                # L-BFGS keeps its curvature pairs as lists of tensors (some entries None)
+                for position, item in enumerate(value):
+                    if item is not None:
+                        tensors[f"optimizer/{index}/{slot}/{position}"] = item.detach().cpu().contiguous().clone()
+                moments[str(index)][slot] = {TENSOR_LIST: len(value)}
             else:
                 moments[str(index)][slot] = value
     tensors["rng/torch"] = state.torch_rng_state
@@ -213,9 +222,18 @@ def _unflatten(tensors: dict[str, torch.Tensor], document: dict[str, Any]) -> Tr
     optimizer_state: dict[int, dict[str, Any]] = {
         int(index): dict(scalars) for index, scalars in document["optimizer_scalars"].items()
     }
+    for slots in optimizer_state.values():
+        for slot, value in slots.items():
+            if isinstance(value, dict) and TENSOR_LIST in value:
+                slots[slot] = [None] * value[TENSOR_LIST]
     for key, value in under("optimizer").items():
         index, slot = key.split("/", 1)
-        optimizer_state.setdefault(int(index), {})[slot] = value
+        slot, _, position = slot.partition("/")
+        slots = optimizer_state.setdefault(int(index), {})
+        if position:
+            slots[slot][int(position)] = value
+        else:
+            slots[slot] = value
     version, internal, gauss = document["epoch_rng_state"]
     return TrainingState(
         epoch=document["epoch"],

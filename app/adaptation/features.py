@@ -170,4 +170,6 @@ class FeatureCache(Hook):
         if len(features) > 1:
             trainer.validation_batches = FeatureBatches(features[1], None, 256)
         if full_batch:
+            for parameter in model.pooling.scale_parameters():
+                parameter.requires_grad_(False)
             trainer.fit_full_batch(LBFGS_ITERATIONS, l2=L2_PER_EXAMPLE / len(features[0]))

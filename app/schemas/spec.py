@@ -160,7 +160,8 @@ class OptimizationConfig(Strict):
         description=(
             "How a head over cached frozen features trains: `minibatch` (AdamW over batches, as every "
             "other run) or `lbfgs` (each epoch is 10 iterations of full-batch L-BFGS over every cached "
-            "example, dropout off, training.learning_rate its initial step with a strong-Wolfe line search). "
+            "example, dropout off, an L2 penalty on the head's weights as heavy as one example's loss, the "
+            "scalar mix's scale fixed, training.learning_rate its initial step with a strong-Wolfe line search). "
             "Only where the features are cached (optimization.train head_only, nothing reading the tokens); "
             "elsewhere minibatch."
         ),

@@ -112,3 +112,24 @@ def test_a_checkpoint_is_safetensors_and_json_and_a_torn_write_is_ignored(tiny_m
     resumed = run(job, tiny_model_dir, tmp_path)
     assert resumed.metrics["resumed_from_step"] == 4
     assert not torn.exists()  # the next checkpoint cleaned it up
+
+
+def test_a_full_batch_head_fit_goes_on_from_its_checkpoint_to_the_same_weights(tiny_model_dir, tmp_path):
+    """L-BFGS keeps its curvature pairs (lists of tensors) in its state: they come back too."""
+    job = expand(
+        {
+            "base_model": "tiny-bert",
+            "recipe": "feature_extraction",
+            "data": {"train": "ds"},
+            "training": {"epochs": 3, "batch_size": 16},
+        }
+    )
+    assert job.optimization.head_fit == "lbfgs"
+    unbroken = run(job, tiny_model_dir, tmp_path / "unbroken")
+    with pytest.raises(Cancelled):
+        run(job, tiny_model_dir, tmp_path / "broken", Interrupt(2))  # one full-batch step an epoch
+    resumed = run(job, tiny_model_dir, tmp_path / "broken", Interrupt())
+    assert resumed.metrics["resumed_from_step"] == 1  # stopped in epoch 2: from the end of epoch 1
+    first, second = unbroken.model.state_dict(), resumed.model.state_dict()
+    assert [k for k in first if not torch.equal(first[k], second[k])] == []
+    assert unbroken.metrics["history"] == resumed.metrics["history"]

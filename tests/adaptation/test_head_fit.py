@@ -32,9 +32,9 @@ def test_the_full_batch_fit_separates_what_the_features_separate(fitted):
     lbfgs, minibatch = fitted["lbfgs"], fitted["minibatch"]
     assert lbfgs.metrics["features_cached"] is True
     assert [h["step"] for h in lbfgs.metrics["history"]] == list(range(1, 21)), "one full-batch step an epoch"
-    assert lbfgs.metrics["accuracy"] == 1.0 and lbfgs.metrics["test"]["accuracy"] >= 0.95
+    assert lbfgs.metrics["accuracy"] >= 0.9 and lbfgs.metrics["test"]["accuracy"] >= 0.9
     assert minibatch.metrics["history"][-1]["step"] == 20 * 13  # 200 rows in batches of 16
-    assert minibatch.metrics["accuracy"] < lbfgs.metrics["accuracy"]
+    assert minibatch.metrics["accuracy"] < lbfgs.metrics["accuracy"] - 0.2
 
 
 def test_the_fit_is_deterministic(fitted, tiny_model_dir):

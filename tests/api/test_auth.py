@@ -17,6 +17,7 @@ ROUTES = [
     ("get", "/v1/models/mdl_x"),
     ("delete", "/v1/models/mdl_x"),
     ("post", "/v1/models/mdl_x/predict"),
+    ("get", "/v1/models/mdl_x/export"),
     ("get", "/v1/experiments"),
     ("post", "/v1/experiments"),
     ("get", "/v1/experiments/exp_x"),

@@ -85,7 +85,8 @@ def test_a_recipe_expands_and_the_spec_overrides_it(client, headers, train_id):
     ).json()["id"]
     spec = client.get(f"/v1/jobs/{job_id}", headers=headers).json()["spec"]
     assert spec["optimization"]["train"] == "head_only"  # from the recipe
-    assert spec["training"]["learning_rate"] == 2e-3 and spec["model"]["pooling"] == "scalar_mix"  # recipe
+    assert spec["training"]["learning_rate"] == 1.0 and spec["model"]["pooling"] == "scalar_mix"  # recipe
+    assert spec["optimization"]["head_fit"] == "lbfgs"  # recipe
     assert spec["training"]["epochs"] == 4  # the submitted override wins
 
 

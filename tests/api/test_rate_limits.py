@@ -50,3 +50,38 @@ def test_buckets_refill_with_time():
     assert buckets.take("k") == pytest.approx(5.0)
     clock[0] += 5
     assert buckets.take("k") == 0.0 and buckets.take("other") == 0.0
+
+
+def test_one_application_at_32_connections_is_not_refused_by_the_default_limit(tmp_path, tiny_model_dir):
+    """The default per-key limit (30,000 a minute, in bursts of as many) sits above what one API
+    process serves on this machine (218 requests/s at 32 clients, docs/benchmarks.md#serving): one
+    application with one key and 32 connections, as fast as they go, gets no 429."""
+    import threading
+
+    import httpx
+
+    from tests.api.test_metrics import publish, tenant_id
+    from tests.conftest import build_settings
+    from tests.utils.live_api import live_api
+    from tests.utils.trained import train_and_save
+
+    settings = build_settings(tmp_path / "var", {"tiny-bert": tiny_model_dir})
+    assert settings.predict_requests_per_minute == 30_000
+    headers = auth(new_key(settings, "acme"))
+    model = train_and_save(tiny_model_dir, {"recipe": "feature_extraction"}, tmp_path / "model")
+    publish(settings, tenant_id(settings, "acme"), "mdl_app", model)
+    statuses: list[int] = []
+    with live_api(settings) as url:
+
+        def client() -> None:
+            with httpx.Client(base_url=url, headers=headers, timeout=60) as http:
+                for _ in range(50):  # 32 x 50 = 1,600 requests: past the old default's burst of 1,200
+                    response = http.post("/v1/models/mdl_app/predict", json={"inputs": ["a great movie"]})
+                    statuses.append(response.status_code)
+
+        threads = [threading.Thread(target=client) for _ in range(32)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert len(statuses) == 1_600 and set(statuses) == {200}, {s: statuses.count(s) for s in set(statuses)}

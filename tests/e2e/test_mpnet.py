@@ -18,7 +18,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module", params=["sqlite"])
 def service(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    yield from backend_service(request, tmp_path_factory.mktemp("mpnet"), {})
+    installed = ROOT / "var" / "base-models"  # where `make mpnet` puts it
+    yield from backend_service(request, tmp_path_factory.mktemp("mpnet"), {}, packaged_models_dir=installed)
 
 
 def upload(service: Service, rows: list[dict[str, str]]) -> str:
@@ -39,7 +40,7 @@ def test_mpnet_is_listed_trains_and_serves(service):
 
     with (ROOT / "examples" / "trec-sample.csv").open() as file:
         rows = list(csv.DictReader(file))
-    train, test = upload(service, rows[:160]), upload(service, rows[320:])
+    train, test = upload(service, rows[:240]), upload(service, rows[320:])
     spec = {"base_model": "mpnet-base", "recipe": "feature_extraction", "data": {"train": train, "test": test}}
     created = service.client.post("/v1/jobs", headers=service.headers, json=spec)
     assert created.status_code == 202, created.text

@@ -24,6 +24,11 @@ class Pooling(nn.Module, ABC):
     def combine(self, reduced: torch.Tensor) -> torch.Tensor:
         return reduced[:, 0]
 
+    def scale_parameters(self) -> list[nn.Parameter]:
+        """Parameters that only scale the pooled vector, which the head's weights can absorb: a
+        full-batch head fit keeps them fixed, so that its L2 penalty on the head bounds the model."""
+        return []
+
     def forward(self, hidden_states: tuple[torch.Tensor, ...], mask: torch.Tensor) -> torch.Tensor:
         return self.combine(self.reduce(hidden_states, mask))
 

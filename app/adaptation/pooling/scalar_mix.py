@@ -22,6 +22,9 @@ class ScalarMix(Pooling):
     def reduce(self, hidden_states: tuple[torch.Tensor, ...], mask: torch.Tensor) -> torch.Tensor:
         return torch.stack([masked_mean(layer, mask) for layer in hidden_states], dim=1)
 
+    def scale_parameters(self) -> list[nn.Parameter]:
+        return [self.gamma]
+
     def combine(self, reduced: torch.Tensor) -> torch.Tensor:
         weights = torch.softmax(self.scalars, dim=0).to(reduced.dtype)
         return self.gamma * torch.einsum("l,blh->bh", weights, reduced)
