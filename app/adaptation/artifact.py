@@ -1,7 +1,8 @@
 """A trained model on disk: safetensors weights, JSON configs and tokenizer files, nothing pickled.
 
     model.safetensors   the classifier's weights: all of them, or (`own_weights_only`, for frozen-base
-                        strategies: head_only, adapters, lora) only those that trained
+                        strategies: head_only, adapters, lora) the pooling's, the head's and the
+                        encoder's that trained
     encoder/config.json the encoder's architecture
     tokenizer/          the base model's tokenizer files
     thaw.json           labels, model config, max_length, base model id, which weights are stored
@@ -59,8 +60,12 @@ def save_classifier(
 ) -> int:
     """Write the artifact; returns its size in bytes."""
     directory.mkdir(parents=True, exist_ok=True)
+    # Own weights: every pooling and head weight (a full-batch head fit keeps the mix's scale fixed,
+    # yet it is the model's), and the encoder's that trained.
     weights = {
-        name: p.detach().contiguous() for name, p in model.named_parameters() if p.requires_grad or not own_weights_only
+        name: p.detach().contiguous()
+        for name, p in model.named_parameters()
+        if not own_weights_only or p.requires_grad or not name.startswith("encoder.")
     }
     save_file(weights, str(directory / WEIGHTS))
     model.encoder.config.save_pretrained(directory / "encoder")
