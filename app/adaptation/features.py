@@ -80,12 +80,13 @@ def weights_digest(module: torch.nn.Module) -> str:
 
 
 class FeatureStore:
-    """Features by key: the last few in this process's memory, and every one in `directory` when
-    given (a folder per tenant: the features are the tenant's text, in another form)."""
+    """Features by key: the most recent in this process's memory, up to `memory_bytes` (a worker
+    process lives on after its job), and every one in `directory` when given (a folder per tenant:
+    the features are the tenant's text, in another form)."""
 
-    def __init__(self, memory_entries: int = 4) -> None:
+    def __init__(self, memory_bytes: int = 1 << 30) -> None:
         self.memory: OrderedDict[str, torch.Tensor] = OrderedDict()
-        self.memory_entries = memory_entries
+        self.memory_bytes = memory_bytes
 
     def get(self, key: str, directory: Path | None) -> torch.Tensor | None:
         if key in self.memory:
@@ -107,9 +108,11 @@ class FeatureStore:
             partial.replace(directory / f"{key}.safetensors")  # whole or absent
 
     def _remember(self, key: str, features: torch.Tensor) -> None:
+        if features.numel() * features.element_size() > self.memory_bytes:
+            return  # larger than the whole budget: the folder (if any) keeps it
         self.memory[key] = features
-        while len(self.memory) > self.memory_entries:
-            self.memory.popitem(last=False)
+        while sum(f.numel() * f.element_size() for f in self.memory.values()) > self.memory_bytes:
+            self.memory.popitem(last=False)  # the oldest first
 
 
 FEATURES = FeatureStore()

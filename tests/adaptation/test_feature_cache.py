@@ -82,3 +82,14 @@ def test_a_read_is_bit_identical_to_a_computation_and_other_inputs_are_other_key
     with torch.no_grad():
         model.encoder.get_input_embeddings().weight[5] += 1.0  # other weights (a stage trained the encoder)
     assert features(model, tokenizer, texts)[1] is False
+
+
+def test_the_memory_keeps_the_newest_features_within_its_budget():
+    from app.adaptation.features import FeatureStore
+
+    store = FeatureStore(memory_bytes=3 * 400)  # three of the 100-float tensors below
+    for key in "abcd":
+        store.put(key, torch.zeros(100), None)
+    assert list(store.memory) == ["b", "c", "d"]
+    store.put("huge", torch.zeros(1000), None)
+    assert list(store.memory) == ["b", "c", "d"] and store.get("huge", None) is None
