@@ -1,7 +1,7 @@
 """Exports that run without Thaw: the Hugging Face folder loads with AutoModelForSequenceClassification
 and gives the probabilities Thaw gives (1e-5), the ONNX graph does in onnxruntime (1e-4), for
-fine-tuned, adapter, LoRA and head-only models of every supported family, and an ensemble exports
-as its members and a manifest whose mean is the ensemble's."""
+fine-tuned, adapter, LoRA and head-only models (tiny BERT) and a LoRA model of every other supported
+family, and an ensemble exports as its members and a manifest whose mean is the ensemble's."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The full-batch head fit over cached features (optimization.head_fit "lbfgs", the feature_extraction
-recipe's): one L-BFGS step of every example per epoch; on a task that the frozen features separate
-it separates it, where minibatch AdamW at the old recipe's rate has not got there in as many epochs."""
+recipe's): one L-BFGS step of every example per epoch; on a task the frozen features nearly separate
+it reaches 0.9 accuracy, where minibatch AdamW at the old recipe's rate stays 0.2 lower after as many epochs."""
 
 from __future__ import annotations
 
