@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     serving_quantize: Literal["none", "int8"] = Field(
         "none", description="int8: dynamic int8 quantization of the encoders' linear layers (CPU)."
     )
+    serving_backend: Literal["torch", "onnx"] = Field(
+        "torch",
+        description="onnx: models that trained all their weights run as one ONNX Runtime graph (fused, int8 with "
+        "serving_quantize); models sharing a base encoder stay on torch.",
+    )
     serving_precision: Literal["fp32", "bf16"] = Field(
         "fp32", description="bf16: serve under bf16 autocast (CPUs with AVX-512 BF16/AMX, GPUs)."
     )

@@ -18,8 +18,9 @@ after loading one full model, a second full model, then all N adapter models, an
 every request to a random adapter model, against traffic to a single adapter model.
 
 Every THAW_* variable of this process passes through to the service (THAW_MODEL_CACHE_BYTES,
-THAW_SERVING_MAX_WAIT_MS, THAW_SERVING_QUANTIZE, ...); on top of the service's defaults this script
-sets no rate limits and a model cache big enough for every model it trains. The worker is stopped
+THAW_SERVING_MAX_WAIT_MS, THAW_SERVING_QUANTIZE, THAW_SERVING_BACKEND, ...); on top of the service's
+defaults this script lifts only the job-submission limit and sizes the model cache for every model it
+trains: predictions meet the default per-key limit, and every 429 shows in a row's `statuses`. The worker is stopped
 once the models are trained, so that its broker polling takes no CPU from the measurements.
 
 The load generator runs in a process of its own (this script with --load-test): one asyncio loop, an
@@ -193,8 +194,7 @@ def thaw_env(var_dir: Path, port: int, models: int) -> tuple[dict[str, str], dic
     """(the service's environment, its THAW_* settings for the record). Precedence: this script's
     defaults, then the THAW_* variables it was run with, then where this instance lives."""
     defaults = {
-        "THAW_PREDICT_REQUESTS_PER_MINUTE": "0",
-        "THAW_JOB_SUBMISSIONS_PER_MINUTE": "0",
+        "THAW_JOB_SUBMISSIONS_PER_MINUTE": "0",  # it trains every adapter model through the API
         "THAW_MODEL_CACHE_SIZE": str(models + 8),
         "THAW_MODEL_CACHE_BYTES": str(64 * GiB),  # a budget, not an allocation: nothing may be unloaded
     }

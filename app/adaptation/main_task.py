@@ -14,7 +14,7 @@ from app.adaptation.classification import classification_trainer
 from app.adaptation.data import LabeledTexts
 from app.adaptation.model import TextClassifier
 from app.adaptation.multitask import sampled_tasks
-from app.adaptation.objectives import ObjectiveContext, build_objectives
+from app.adaptation.objectives import ObjectiveContext, build_objectives, objective_tasks
 from app.adaptation.objectives.masked_lm import MainTextMaskedLM
 from app.adaptation.regularizers import Regularizer
 from app.adaptation.resources import Resources
@@ -60,7 +60,7 @@ def train_main_task(
     alone; returns the outcome, the parameters that trained, and the seconds of earlier attempts."""
     device = next(model.parameters()).device
     objectives = build_objectives(ObjectiveContext(spec, model, tokenizer, device, train, task, resources, callbacks))
-    sampled = sampled_tasks(spec, tokenizer, resources, model)
+    sampled = sampled_tasks(spec, tokenizer, resources, model) + objective_tasks(objectives)
     trainer = classification_trainer(
         model,
         tokenizer,

@@ -297,7 +297,7 @@ def signal_metrics(spec: JobSpec, stage_reports: list[dict[str, Any]], outcome: 
     metrics: dict[str, Any] = {}
     if stage_reports:
         metrics["stages"] = stage_reports
-    if spec.tasks:
+    if spec.tasks or len(outcome.task_steps) > 1:  # auxiliary tasks, or distillation's transfer steps
         metrics["task_steps"] = outcome.task_steps
     if spec.teacher is not None:
         metrics["distillation"] = {"teacher": spec.teacher, "student_layers": spec.student_layers}

@@ -29,6 +29,7 @@ from app.serving.deployments import (
     shares_base,
 )
 from app.serving.ensembles import Ensemble, Part, member_directory
+from app.serving.onnx_runtime import load_onnx
 
 T = TypeVar("T")
 
@@ -171,7 +172,8 @@ class ModelCache:
             else:
                 base.add(member, changes)
                 return Served(base, model_id)
-        deployment = load_private(model_id, directory, base_model_path, self.options)
+        load = load_onnx if self.options.backend == "onnx" else load_private
+        deployment = load(model_id, directory, base_model_path, self.options)
         with self._lock:
             self._deployments[f"model:{model_id}"] = deployment
         return Served(deployment, model_id)

@@ -34,6 +34,7 @@ from app.serving.routed import LowRankUpdate, Routed, Routing, bottleneck_from
 
 ENCODER = "encoder."
 ROUTED_KINDS = {"own": "own", "low_rank": "low_rank", "adapter": "adapters"}
+Row = tuple[str, list[int], list[int] | None, int, int]  # model key, token ids, segment ids, request, index
 
 
 class NotShareable(ValueError):
@@ -58,6 +59,8 @@ class Member:
 class ServingOptions:
     quantize: str = "none"  # "int8": dynamic int8 quantization of the encoder's linear layers
     precision: str = "fp32"  # "bf16": autocast for the forward pass
+    backend: str = "torch"  # "onnx": models with all their weights run in ONNX Runtime (onnx_runtime.py)
+    threads: int = 0  # intra-op threads of an ONNX Runtime session; 0: every core the process may use
 
 
 class Deployment:
@@ -132,12 +135,7 @@ class Deployment:
     def _probabilities(self, requests: Sequence[tuple[str, Sequence[Text]]], max_batch: int) -> list[torch.Tensor]:
         """Probabilities for each request. Rows are sorted by model, then by length, and run in
         forward passes of at most `max_batch` rows."""
-        rows: list[tuple[str, list[int], list[int] | None, int, int]] = []  # key, ids, types, request, index
-        for number, (key, texts) in enumerate(requests):
-            ids, types = _encode(self.tokenizer, texts, self.members[key].max_length)
-            for index, (row_ids, row_types) in enumerate(zip(ids, types or [None] * len(ids), strict=True)):
-                rows.append((key, row_ids, row_types, number, index))
-        rows.sort(key=lambda row: (row[0], len(row[1])))
+        rows = encode_rows(self.tokenizer, requests, {key: m.max_length for key, m in self.members.items()})
         out = [torch.empty(len(texts), len(self.members[key].labels)) for key, texts in requests]
         for start in range(0, len(rows), max_batch):
             chunk = rows[start : start + max_batch]
@@ -145,16 +143,8 @@ class Deployment:
                 out[number][index] = probabilities
         return out
 
-    def _forward(self, rows: list[tuple[str, list[int], list[int] | None, int, int]]) -> torch.Tensor:
-        width = max(len(row[1]) for row in rows)
-        ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        types = torch.zeros((len(rows), width), dtype=torch.long) if any(r[2] for r in rows) else None
-        for i, (_, row_ids, row_types, _, _) in enumerate(rows):
-            ids[i, : len(row_ids)] = torch.tensor(row_ids)
-            mask[i, : len(row_ids)] = 1
-            if types is not None and row_types:
-                types[i, : len(row_types)] = torch.tensor(row_types)
+    def _forward(self, rows: list[Row]) -> torch.Tensor:
+        ids, mask, types = padded(rows, self.tokenizer.pad_token_id)
         segments, start = [], 0
         for i in range(1, len(rows) + 1):
             if i == len(rows) or rows[i][0] != rows[start][0]:
@@ -172,6 +162,36 @@ class Deployment:
                 logits = member.head(member.pooling.combine(reduced)).float()
                 outputs.append(logits.sigmoid() if member.multi_label else logits.softmax(dim=-1))
         return torch.cat(outputs)
+
+
+def encode_rows(
+    tokenizer: PreTrainedTokenizerBase,
+    requests: Sequence[tuple[str, Sequence[Text]]],
+    max_lengths: dict[str, int],
+) -> list[Row]:
+    """Every text of the requests as a row, sorted by model, then by length (so that a forward
+    pass pads little and each model's rows are one slice of it)."""
+    rows: list[Row] = []
+    for number, (key, texts) in enumerate(requests):
+        ids, types = _encode(tokenizer, texts, max_lengths[key])
+        for index, (row_ids, row_types) in enumerate(zip(ids, types or [None] * len(ids), strict=True)):
+            rows.append((key, row_ids, row_types, number, index))
+    rows.sort(key=lambda row: (row[0], len(row[1])))
+    return rows
+
+
+def padded(rows: Sequence[Row], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Token ids, attention mask and (for sentence pairs) segment ids of rows, padded to the longest."""
+    width = max(len(row[1]) for row in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    types = torch.zeros((len(rows), width), dtype=torch.long) if any(r[2] for r in rows) else None
+    for i, (_, row_ids, row_types, _, _) in enumerate(rows):
+        ids[i, : len(row_ids)] = torch.tensor(row_ids)
+        mask[i, : len(row_ids)] = 1
+        if types is not None and row_types:
+            types[i, : len(row_types)] = torch.tensor(row_types)
+    return ids, mask, types
 
 
 def _encode(

@@ -25,7 +25,12 @@ if TYPE_CHECKING:
 class Serving:
     def __init__(self, settings: Settings, on_batch: BatchObserver | None = None) -> None:
         """`on_batch(texts, requests)` hears of every forward pass (MicroBatcher)."""
-        options = ServingOptions(quantize=settings.serving_quantize, precision=settings.serving_precision)
+        options = ServingOptions(
+            quantize=settings.serving_quantize,
+            precision=settings.serving_precision,
+            backend=settings.serving_backend,
+            threads=settings.torch_threads,
+        )
         self.cache = ModelCache(settings.model_cache_size, settings.model_cache_bytes, options)
         self.batcher = MicroBatcher(
             settings.serving_max_wait_ms / 1000, settings.serving_max_batch, settings.serving_queue_limit, on_batch

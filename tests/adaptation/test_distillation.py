@@ -1,19 +1,21 @@
 """Distillation: the student learns from the teacher's temperature-softened distribution; a cut
 student keeps evenly spaced layers of its base, weight for weight."""
 
+import random
+
 import pytest
 import torch
 from safetensors.torch import load_file
 from transformers import AutoTokenizer
 
 from app.adaptation import InvalidTaskData, TaskData, adapt, load_classifier
-from app.adaptation.data import Batch, LabeledTexts
+from app.adaptation.data import MAIN_TASK, Batch, LabeledTexts
 from app.adaptation.ensemble import load_model
 from app.adaptation.job import save_result
 from app.adaptation.layer_states import patient_loss, pooled_layers, teacher_layers
 from app.adaptation.model import load_pretrained_encoder
 from app.adaptation.objectives import ObjectiveContext, StepInputs
-from app.adaptation.objectives.distillation import Distill, augmented_copies, distillation_loss
+from app.adaptation.objectives.distillation import TRANSFER_TASK, Distill, augmented_copies, distillation_loss
 from app.adaptation.resources import Resources
 from app.adaptation.student import cut_encoder, kept_layers, teacher_start
 from app.adaptation.tasks import TASKS
@@ -121,8 +123,26 @@ def test_without_unlabeled_text_the_teacher_labels_an_augmented_transfer_set(tin
         Recorder(),
     )
     objective = Distill(ctx)
-    assert teacher.calls == [2.0, 2.0] and len(objective.unlabeled_targets) == 3 * 20
-    assert objective.needs_inputs and "60 augmented ones" in events[0]
+    [transfer] = objective.sampled_tasks
+    assert teacher.calls == [2.0, 2.0] and len(transfer.targets) == 3 * 20
+    assert transfer.name == TRANSFER_TASK and len(transfer.batches.ids) == 60
+    # the 60 copies are the training texts perturbed, each labelled by the teacher on its own text
+    copies = augmented_copies(train.texts, 3, spec.distilling.augment_rate, tokenizer.mask_token, spec.training.seed)
+    torch.testing.assert_close(transfer.targets, teacher.probabilities(copies, 2.0))
+    assert "60 augmented ones (4 transfer steps an epoch)" in events[0]
+
+
+def test_the_transfer_set_trains_in_steps_of_its_own(tiny_model_dir):
+    """An epoch has as many steps as the main task and the transfer set have batches (20 rows at
+    batch 8: 3; 60 copies: 8), each step drawn from one of them in proportion to its size, as a
+    multi-task run draws its tasks; the steps of each are reported."""
+    options = {"augment": 3, "student_init": "base"}  # FixedTeacher has no weights to start from
+    training = {"epochs": 2, "batch_size": 8}
+    spec = job(teacher="t", training=training, data={"validation_fraction": 0}, distillation=options)
+    result = adapt(spec, TaskData(sentiment(20)), tiny_model_dir, resources=Resources(models={"t": FixedTeacher()}))
+    steps = result.metrics["task_steps"]
+    assert set(steps) == {MAIN_TASK, TRANSFER_TASK} and min(steps.values()) > 0
+    assert sum(steps.values()) == 2 * (3 + 8)
 
 
 def test_kept_layers_are_evenly_spaced_from_bottom_to_top():
@@ -290,21 +310,20 @@ def test_layer_matching_adds_beta_times_the_patient_loss_on_the_transfer_set(fou
             _Quiet(),
         )
         contexts[beta] = (Distill(ctx), model)
-    plain, matching = contexts[0.0][0], contexts[50.0][0]
-    assert plain.transfer_layers is None and matching.transfer_layers.shape == (32, 2, 32)
-    assert matching.transfer_batches == 2  # two transfer texts per training text: two batches a step
+    [plain], [matching] = contexts[0.0][0].sampled_tasks, contexts[50.0][0].sampled_tasks
+    assert plain.layers is None and matching.layers.shape == (32, 2, 32)
     model = contexts[50.0][1]
     model.eval()
-    batch = Batch([0, 1], None, None, torch.tensor([0, 1]))
-    inputs = StepInputs(batch, torch.zeros(2, 2), torch.zeros(0), 0)
-    torch.manual_seed(1)
-    with_layers = matching.loss(model, inputs)
-    without = plain.loss(model, inputs)
-    extra = sum(
-        patient_loss(logits_and_layers(model, b.input_ids, b.attention_mask)[1], matching.transfer_layers[b.indices])
-        for b in (matching.unlabeled.at(0), matching.unlabeled.at(1))
-    )
+    batch = next(matching.batches.training_order(random.Random(0)))
+    with_layers = matching.loss(model, batch, 0)
+    without = plain.loss(model, batch, 0)
+    states = logits_and_layers(model, batch.input_ids, batch.attention_mask)[1]
+    extra = patient_loss(states, matching.layers[batch.indices])
     torch.testing.assert_close(with_layers - without, 50.0 * extra, rtol=1e-4, atol=1e-4)
+    # without layers, a transfer step is weight * T^2 * KL against the teacher on those texts
+    soft = plain.targets[batch.indices]
+    kl = distillation_loss(model(batch.input_ids, batch.attention_mask), soft, spec.distilling.temperature)
+    torch.testing.assert_close(without, spec.distilling.weight * kl, rtol=1e-5, atol=1e-6)
 
 
 def test_layer_matching_refuses_a_student_whose_layers_do_not_fit(four_layer_teacher, tiny_model_dir):

@@ -18,6 +18,7 @@ from transformers import PreTrainedTokenizerBase
 from app.adaptation.callbacks import Callbacks
 from app.adaptation.data import Batch, LabeledTexts
 from app.adaptation.model import TextClassifier
+from app.adaptation.multitask import SampledTask
 from app.adaptation.registry import Registry
 from app.adaptation.resources import Resources
 from app.adaptation.tasks import Task
@@ -53,6 +54,12 @@ class Objective(Protocol):
 
 ObjectiveBuilder = Callable[[ObjectiveContext], Objective | None]
 OBJECTIVES: Registry[ObjectiveBuilder] = Registry("objective", __name__)
+
+
+def objective_tasks(objectives: list[Objective]) -> list[SampledTask]:
+    """The steps of their own that objectives bring (distillation's transfer set), to interleave
+    with the main task's like a multi-task run's tasks."""
+    return [task for objective in objectives for task in getattr(objective, "sampled_tasks", [])]
 
 
 def build_objectives(context: ObjectiveContext) -> list[Objective]:

@@ -9,22 +9,24 @@ with probability `augment_rate` (Tang et al. 2019, "Distilling Task-Specific Kno
 into Simple Neural Networks"): the teacher's answers on texts near the training ones carry its
 knowledge where the labeled rows alone do not reach.
 
-Enough steps: every training step also reads ceil(transfer / train) transfer batches, so that each
-epoch covers the transfer set once (one batch a step read a 4x augmented set only half-way in two
-epochs). With `layer_weight` (beta), the transfer batches also pull each student layer's pooled
-output towards its teacher layer's (Patient Knowledge Distillation, Sun et al. 2019; layer_states.py).
-Where the student's weights start (`student_init`) is decided when it is built (single.py).
+Enough steps: the transfer set trains as steps of its own (`TransferSet`), interleaved with the
+main task's batches as a multi-task run interleaves its tasks, so every epoch reads each transfer
+text once and the learning-rate schedule spans those steps too (one transfer batch per labeled step
+read a 4x augmented set only half-way in two epochs). With `layer_weight` (beta), transfer steps also
+pull each student layer's pooled output towards its teacher layer's (Patient Knowledge Distillation,
+Sun et al. 2019; layer_states.py). Where the student's weights start (`student_init`) is decided when
+it is built (single.py); how long a cut student trains by default, when the spec is expanded
+(schemas/recipes.py).
 """
 
 from __future__ import annotations
 
-import math
 import random
 
 import torch
 from torch import nn
 
-from app.adaptation.data import StepBatches, token_batches
+from app.adaptation.data import Batch, Batches, token_batches
 from app.adaptation.labels import InvalidTaskData
 from app.adaptation.layer_states import logits_and_layers, patient_loss, teacher_layers
 from app.adaptation.model import TextClassifier
@@ -80,8 +82,41 @@ def matched_layers(context: ObjectiveContext, teacher: Teacher, texts: list) -> 
     return teacher_layers(lead.model, lead.tokenizer, texts, spec.training.max_length, kept)
 
 
+TRANSFER_TASK = "distillation transfer"  # the transfer set's steps, beside the main task's (Batch.task)
+
+
+class TransferSet:
+    """The transfer set as steps of its own (a SampledTask, multitask.py): its batches interleave
+    with the main task's, so each epoch reads every transfer text once and the schedule counts
+    those steps. A step's loss is weight * T^2 * KL(teacher_T || student_T), plus beta * PKD's
+    layer distance when layers are matched; no label term (the teacher alone labels these texts)."""
+
+    name = TRANSFER_TASK
+
+    def __init__(self, batches: Batches, targets: torch.Tensor, layers: torch.Tensor | None, options) -> None:
+        self.batches, self.targets, self.layers, self.options = batches, targets, layers, options
+
+    def loss(self, model: TextClassifier, batch: Batch, step: int) -> torch.Tensor:
+        device = next(model.parameters()).device
+        ids, mask = batch.input_ids.to(device), batch.attention_mask.to(device)
+        types = None if batch.token_type_ids is None else batch.token_type_ids.to(device)
+        penalty = None
+        if self.layers is None:
+            logits = model(ids, mask, types)
+        else:
+            logits, states = logits_and_layers(model, ids, mask)
+            penalty = self.options.layer_weight * patient_loss(states, self.layers[batch.indices].to(device))
+        soft = self.targets[batch.indices].to(device)
+        total = self.options.weight * distillation_loss(logits.float(), soft, self.options.temperature)
+        return total if penalty is None else total + penalty
+
+
 class Distill:
+    """The soft term on the labeled batch; the transfer set, when there is one, trains as its own
+    steps (`sampled_tasks`)."""
+
     main_weight: float
+    needs_inputs = False  # reads only the main head's logits
 
     def __init__(self, context: ObjectiveContext) -> None:
         spec, options = context.spec, context.spec.distilling
@@ -90,56 +125,43 @@ class Distill:
         self.options, self.device = options, context.device
         self.main_weight = 1.0 - options.weight
         self.train_targets = teacher.probabilities(context.train.texts, options.temperature)
-        self.unlabeled: StepBatches | None = None
-        self.transfer_layers: torch.Tensor | None = None
-        self.transfer_batches = 0
-        texts: list | None = None
-        if options.unlabeled is not None:
-            field = options.unlabeled_text_field or spec.text_field
-            texts = context.resources.texts_of(options.unlabeled, field, options.max_unlabeled)
-        elif options.augment:
-            mask = context.tokenizer.mask_token or context.tokenizer.unk_token
-            texts = augmented_copies(
-                context.train.texts, options.augment, options.augment_rate, mask, spec.training.seed
-            )
-        self.needs_inputs = texts is not None
+        self.sampled_tasks: list[TransferSet] = []
+        texts = transfer_texts(context)
         if texts is not None:
             targets = teacher.probabilities(texts, options.temperature)
             batches = token_batches(context.tokenizer, texts, spec.training.max_length, None, spec.training.batch_size)
-            self.unlabeled, self.unlabeled_targets = StepBatches(batches, spec.training.seed), targets
-            # Enough steps: each training step also reads as many transfer batches as there are
-            # transfer texts per training text, so every epoch covers the transfer set once.
-            self.transfer_batches = max(1, math.ceil(len(texts) / max(1, len(context.train))))
-            self.transfer_layers = matched_layers(context, teacher, texts)
+            layers = matched_layers(context, teacher, texts)
+            self.sampled_tasks.append(TransferSet(batches, targets, layers, options))
+        transfer = (
+            f" and {len(texts)} {'unlabeled' if options.unlabeled else 'augmented'} ones "
+            f"({len(self.sampled_tasks[0].batches)} transfer steps an epoch)"
+            if texts is not None
+            else ""
+        )
         context.callbacks.on_event(
             "distillation",
-            f"teacher {spec.teacher} labelled {len(context.train)} training texts"
-            + (
-                f" and {len(self.unlabeled_targets)} {'unlabeled' if options.unlabeled else 'augmented'} ones"
-                if self.unlabeled
-                else ""
-            )
-            + f" at temperature {options.temperature}",
+            f"teacher {spec.teacher} labelled {len(context.train)} training texts{transfer}"
+            f" at temperature {options.temperature}",
             {"teacher": spec.teacher, "temperature": options.temperature, "weight": options.weight},
         )
 
     def loss(self, model: TextClassifier, inputs: StepInputs) -> torch.Tensor:
-        weight, temperature = self.options.weight, self.options.temperature
         targets = self.train_targets[inputs.batch.indices].to(self.device)
-        total = weight * distillation_loss(inputs.logits, targets, temperature)
-        if self.unlabeled is not None:
-            for draw in range(self.transfer_batches):
-                batch = self.unlabeled.at(inputs.step * self.transfer_batches + draw)
-                ids, mask = batch.input_ids.to(self.device), batch.attention_mask.to(self.device)
-                if self.transfer_layers is None:
-                    logits = model(ids, mask)
-                else:
-                    logits, states = logits_and_layers(model, ids, mask)
-                    matched = self.transfer_layers[batch.indices].to(self.device)
-                    total = total + self.options.layer_weight * patient_loss(states, matched)
-                soft = self.unlabeled_targets[batch.indices].to(self.device)
-                total = total + weight * distillation_loss(logits, soft, temperature)
-        return total
+        return self.options.weight * distillation_loss(inputs.logits, targets, self.options.temperature)
+
+
+def transfer_texts(context: ObjectiveContext) -> list | None:
+    """The unlabeled set when given, else `augment` perturbed copies of the training texts; None
+    with neither."""
+    spec, options = context.spec, context.spec.distilling
+    assert options is not None
+    if options.unlabeled is not None:
+        field = options.unlabeled_text_field or spec.text_field
+        return context.resources.texts_of(options.unlabeled, field, options.max_unlabeled)
+    if options.augment:
+        mask = context.tokenizer.mask_token or context.tokenizer.unk_token
+        return augmented_copies(context.train.texts, options.augment, options.augment_rate, mask, spec.training.seed)
+    return None
 
 
 @OBJECTIVES.register("distillation")
