@@ -10,13 +10,12 @@ into Simple Neural Networks"): the teacher's answers on texts near the training 
 knowledge where the labeled rows alone do not reach.
 
 Enough steps: the transfer set trains as steps of its own (`TransferSet`), interleaved with the
-main task's batches as a multi-task run interleaves its tasks, so every epoch reads each transfer
-text once and the learning-rate schedule spans those steps too (one transfer batch per labeled step
+main task's batches as a multi-task run interleaves its tasks, so an epoch reads each transfer
+text once in expectation and the learning-rate schedule spans those steps too (one transfer batch per labeled step
 read a 4x augmented set only half-way in two epochs). With `layer_weight` (beta), transfer steps also
 pull each student layer's pooled output towards its teacher layer's (Patient Knowledge Distillation,
 Sun et al. 2019; layer_states.py). Where the student's weights start (`student_init`) is decided when
-it is built (single.py); how long a cut student trains by default, when the spec is expanded
-(schemas/recipes.py).
+it is built (single.py).
 """
 
 from __future__ import annotations
@@ -87,9 +86,10 @@ TRANSFER_TASK = "distillation transfer"  # the transfer set's steps, beside the 
 
 class TransferSet:
     """The transfer set as steps of its own (a SampledTask, multitask.py): its batches interleave
-    with the main task's, so each epoch reads every transfer text once and the schedule counts
-    those steps. A step's loss is weight * T^2 * KL(teacher_T || student_T), plus beta * PKD's
-    layer distance when layers are matched; no label term (the teacher alone labels these texts)."""
+    with the main task's (drawn in proportion to its batches), so an epoch reads the transfer set
+    once in expectation and the schedule counts those steps. A step's loss is
+    weight * T^2 * KL(teacher_T || student_T), plus beta * PKD's layer distance when layers are
+    matched; no label term (the teacher alone labels these texts)."""
 
     name = TRANSFER_TASK
 
