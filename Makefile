@@ -9,6 +9,9 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	# torch first, alone: that resolves to the CPU wheel these machines keep on disk, which the rest
+	# then keeps. Resolved with every other package, pip can backtrack to PyPI's CUDA build (GBs).
+	$(BIN)/pip install --quiet 'torch>=2.4,<2.14'
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from app.schemas.spec import Compute
 
 TRAIN_TASK = "thaw.train"
+MODEL_RUN_TASK = "thaw.model_run"  # an evaluation or batch prediction (app/services/model_runs.py)
 WEEK = 7 * 24 * 3600
 
 
@@ -50,5 +51,15 @@ def job_sender(celery: Celery, settings: Settings) -> Callable[[str, Compute], N
 
     def enqueue(job_id: str, compute: Compute) -> None:
         celery.send_task(TRAIN_TASK, args=[job_id], queue=job_queue(settings.queue, compute))
+
+    return enqueue
+
+
+def run_sender(celery: Celery, settings: Settings) -> Callable[[str], None]:
+    """Sends a model run's id to the default queue (the CPU route's): a run is one inference pass,
+    which every worker can do (an EnqueueRun for app/services/model_runs.py)."""
+
+    def enqueue(run_id: str) -> None:
+        celery.send_task(MODEL_RUN_TASK, args=[run_id], queue=settings.queue)
 
     return enqueue

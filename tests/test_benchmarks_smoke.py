@@ -64,7 +64,7 @@ def test_serving_accuracy_benchmark_compares_every_switch(tmp_path):
 
 def test_forward_throughput_benchmark_measures_every_switch(tmp_path):
     result = run("forward_throughput.py", tmp_path / "forward.json")
-    assert {row["serving"] for row in result["rows"]} == {"fp32", "bf16", "int8"}
+    assert {row["serving"] for row in result["rows"]} == {"fp32", "bf16", "int8", "onnx fp32", "onnx int8"}
     assert all(row["texts_per_second"] > 0 for row in result["rows"])
 
 

@@ -24,6 +24,7 @@ def test_migrations_match_the_models_and_downgrade_cleanly(settings):
         "models",
         "experiments",
         "webhook_deliveries",
+        "model_runs",
     }
     config = Config(str(ROOT / "alembic.ini"))
     config.attributes.update(url=settings.resolved_database_url, configure_logger=False)

@@ -102,11 +102,12 @@ def _tolerant(what: str) -> Iterator[None]:
 
 
 class Heartbeat:
-    """Beats for a running job from a thread of its own, so that long steps without progress
-    (loading, feature caching, evaluation) do not look like a lost worker."""
+    """Beats for a running job (or model run: `table` ModelRun) from a thread of its own, so that
+    long steps without progress (loading, feature caching, evaluation) do not look like a lost worker."""
 
-    def __init__(self, database_url: str, job_id: str, attempt: int, interval: float) -> None:
+    def __init__(self, database_url: str, job_id: str, attempt: int, interval: float, table: Any = Job) -> None:
         self.url, self.job_id, self.attempt, self.interval = database_url, job_id, attempt, interval
+        self.table = table
         self._stop = threading.Event()
         # In a copy of this context: its log lines carry the job's id too (app/logs.py).
         context = contextvars.copy_context()
@@ -123,7 +124,12 @@ class Heartbeat:
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             with _tolerant("heartbeat"), session_scope(self.url) as session:
-                session.execute(update(Job).where(*held_by(self.job_id, self.attempt)).values(heartbeat_at=utcnow()))
+                mine = (
+                    self.table.id == self.job_id,
+                    self.table.status == "running",
+                    self.table.attempts == self.attempt,
+                )
+                session.execute(update(self.table).where(*mine).values(heartbeat_at=utcnow()))
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from celery import Task
 from celery.app.task import Context
 
 from app.config import get_settings
-from app.queue import TRAIN_TASK
+from app.queue import MODEL_RUN_TASK, TRAIN_TASK
 from worker.celery_app import celery_app
 
 
@@ -19,6 +19,14 @@ def train(self: Task, job_id: str) -> None:
     from worker.runner import run_job
 
     run_job(get_settings(), job_id, placement=placement(self.request))
+
+
+@celery_app.task(name=MODEL_RUN_TASK)
+def model_run(run_id: str) -> None:
+    """An evaluation or batch prediction of a trained model (worker/model_runs.py)."""
+    from worker.model_runs import run_model_run
+
+    run_model_run(get_settings(), run_id)
 
 
 def placement(request: Context) -> dict[str, str | None]:

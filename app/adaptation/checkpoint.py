@@ -91,7 +91,11 @@ class Checkpoints:
             return None
         folder = self.directory / pointer.read_text().strip()
         document = json.loads((folder / "state.json").read_text())
-        return _unflatten(load_file(folder / "tensors.safetensors"), document)
+        # Each tensor copied into memory of its own: one read in place from the file can sit at an
+        # address whose alignment sends a reduction down other SIMD lanes, and an L-BFGS step on
+        # the restored curvature pairs then differs from the unbroken run's in the last bits.
+        tensors = {name: tensor.clone() for name, tensor in load_file(folder / "tensors.safetensors").items()}
+        return _unflatten(tensors, document)
 
     def clear(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)

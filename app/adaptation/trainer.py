@@ -115,6 +115,7 @@ class Trainer:
             self.model.train()
             self.epoch_rng_state = self.rng.getstate()
             loss_sum, loss_steps = torch.zeros((), device=self.device), 0
+            epoch_loss = EpochLoss(self.device)  # the evaluation's training loss: this attempt's steps of the epoch
             order = distributed.shard(self.train_batches.training_order(self.rng), self.world, self.per_epoch)
             for done, batch in enumerate(islice(order, self.skip, None), start=self.skip + 1):
                 position = Position(epoch, outcome.steps, self.per_epoch, self.total_steps)
@@ -130,6 +131,7 @@ class Trainer:
                 if loss is not None:  # the progress loss is the main task's
                     loss_sum += loss
                     loss_steps += 1
+                    epoch_loss.add(loss)
                 # An epoch's last step is always reported, so the last report is the job's end.
                 if done == self.per_epoch or time.monotonic() - self._last_report >= self.progress_interval:
                     mean_loss = (loss_sum / loss_steps).item() if loss_steps else None
@@ -142,7 +144,7 @@ class Trainer:
             self.skip = 0
             if validation is None:  # nothing to choose by: the last epoch is the one kept
                 outcome.best_epoch = epoch
-            elif self._evaluate_epoch(epoch, gold if gold is not None else validation.labels):
+            elif self._evaluate_epoch(epoch, gold if gold is not None else validation.labels, epoch_loss.mean()):
                 break  # early stopping
             self._call("on_epoch_end", epoch)
         self._call("on_fit_end")
@@ -208,17 +210,21 @@ class Trainer:
 
     # ---- the best epoch --------------------------------------------------------------------------
 
-    def _evaluate_epoch(self, epoch: int, gold: list) -> bool:
-        """Evaluate, keep the epoch if it is the best so far; True when early stopping says stop."""
+    def _evaluate_epoch(self, epoch: int, gold: list, train_loss: float | None = None) -> bool:
+        """Evaluate, keep the epoch if it is the best so far; True when early stopping says stop.
+        The `evaluated` event is the epoch's checkpoint record (GET /v1/jobs/{id}/checkpoints)."""
         cfg, outcome = self.spec.training, self.outcome
         # Rank 0 evaluates and every rank takes its metrics: the same best epoch and early stop everywhere.
         metrics = distributed.from_main(self.world, lambda: self.evaluate(gold))
         summary = {"epoch": epoch, "step": outcome.steps, **_summary(metrics)}
         outcome.history.append(summary)
+        # The training loss goes in the event only: after a resume mid-epoch it is the mean of this
+        # attempt's steps, while the history must equal an unbroken run's.
+        loss = {} if train_loss is None else {"train_loss": round(train_loss, 6)}
         self.callbacks.on_event(
             "evaluated",
             f"epoch {epoch}: accuracy {metrics['accuracy']:.4f}, macro_f1 {metrics['macro_f1']:.4f}",
-            summary,
+            {**summary, **loss},
         )
         if not outcome.best_metrics or metrics[cfg.eval_metric] > outcome.best_metrics[cfg.eval_metric]:
             outcome.best_epoch, outcome.best_metrics = epoch, metrics
@@ -337,6 +343,20 @@ class Trainer:
             f"{self.per_epoch} steps per epoch ({left} of {batches} batches left out each epoch)",
             data,
         )
+
+
+class EpochLoss:
+    """The mean main-task loss over an epoch's steps, summed on the device (one sync at the end)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.total, self.steps = torch.zeros((), device=device), 0
+
+    def add(self, loss: torch.Tensor) -> None:
+        self.total += loss.detach()
+        self.steps += 1
+
+    def mean(self) -> float | None:
+        return (self.total / self.steps).item() if self.steps else None
 
 
 def _summary(metrics: dict[str, Any]) -> dict[str, float]:

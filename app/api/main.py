@@ -11,12 +11,23 @@ from app.api.errors import install_error_handlers
 from app.api.observability import build_metrics
 from app.api.rate_limits import build_rate_limits
 from app.api.request_context import RequestContext
-from app.api.routes import base_models, datasets, experiments, health, jobs, metrics, models, ui
+from app.api.routes import (
+    base_models,
+    datasets,
+    evaluations,
+    experiments,
+    health,
+    jobs,
+    metrics,
+    models,
+    predictions,
+    ui,
+)
 from app.catalog import Catalog
 from app.config import Settings, get_settings
 from app.logs import configure_logging
-from app.queue import job_sender, make_celery
-from app.services.sweeper import Sweeper, sweep
+from app.queue import job_sender, make_celery, run_sender
+from app.services.sweeper import Sweeper, Swept, sweep, sweep_runs
 from app.services.webhooks import start_dispatcher
 from app.storage.store import build_store
 
@@ -41,7 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(RequestContext)
     app.include_router(metrics.router)
-    for module in (health, base_models, datasets, jobs, models, experiments, ui):
+    for module in (health, base_models, datasets, jobs, models, evaluations, predictions, experiments, ui):
         app.include_router(module.router)
     return app
 
@@ -55,15 +66,13 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     if settings.sweep_interval_seconds > 0:
         store = app.state.store
         enqueue = job_sender(app.state.celery, settings)  # a lost job goes back to its route's queue
+        enqueue_run = run_sender(app.state.celery, settings)
+        limits = {"timeout_seconds": settings.heartbeat_timeout_seconds, "max_attempts": settings.max_attempts}
 
-        def run():
-            return sweep(
-                settings.resolved_database_url,
-                store,
-                enqueue,
-                timeout_seconds=settings.heartbeat_timeout_seconds,
-                max_attempts=settings.max_attempts,
-            )
+        def run() -> Swept:
+            jobs = sweep(settings.resolved_database_url, store, enqueue, **limits)
+            runs = sweep_runs(settings.resolved_database_url, enqueue_run, **limits)
+            return Swept(jobs.requeued + runs.requeued, jobs.failed + runs.failed)
 
         sweeper = Sweeper(settings.sweep_interval_seconds, run)
         sweeper.start()

@@ -15,6 +15,7 @@ from app.cli.datasets import datasets
 from app.cli.experiments import experiments
 from app.cli.jobs import jobs
 from app.cli.models import models, predict
+from app.cli.runs import predictions
 from app.client.config import Connection, config_path, write_config
 
 cli = typer.Typer(
@@ -47,6 +48,7 @@ cli.add_typer(datasets, name="datasets")
 cli.add_typer(jobs, name="jobs")
 cli.add_typer(models, name="models")
 cli.add_typer(experiments, name="experiments")
+cli.add_typer(predictions, name="predictions")
 cli.command("predict")(predict)
 cli.add_typer(service.keys, name="keys")
 cli.add_typer(service.base_models, name="base-models")

@@ -1,4 +1,5 @@
-"""`thaw jobs`: create (from a spec file and/or flags), watch, list, get, events, cancel, pause, resume."""
+"""`thaw jobs`: create (from a spec file and/or flags), watch, list, get, events, checkpoints, cancel, pause,
+resume."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ import yaml
 
 from app.cli.connection import api
 from app.cli.output import JsonFlag, fields, percent, print_json, table
+from app.cli.runs import checkpoints
 from app.cli.watch import watch as watch_job
 from app.client import Thaw
 from app.schemas.recipes import deep_merge
 from app.schemas.resources import JobPublic
 
 jobs = typer.Typer(help="Submit, watch and manage adaptation jobs.", no_args_is_help=True)
+jobs.command("checkpoints")(checkpoints)
 
 
 def read_spec(path: Path) -> dict[str, Any]:

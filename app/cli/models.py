@@ -1,4 +1,4 @@
-"""`thaw models` (list, get, delete, export) and `thaw predict`."""
+"""`thaw models` (list, get, delete, export, evaluate, evaluations) and `thaw predict`."""
 
 from __future__ import annotations
 
@@ -9,9 +9,12 @@ import typer
 
 from app.cli.connection import api
 from app.cli.output import JsonFlag, fields, percent, print_json, size, table
+from app.cli.runs import evaluate, evaluations, predict_as_batch
 from app.schemas.resources import ModelPublic
 
 models = typer.Typer(help="Trained models: cards, metrics and trade-offs.", no_args_is_help=True)
+models.command("evaluate")(evaluate)
+models.command("evaluations")(evaluations)
 
 
 def show(model: ModelPublic) -> None:
@@ -108,24 +111,50 @@ def export(
     typer.echo(f"exported {model_id} to {folder}")
 
 
+CHUNK = 256  # texts per /predict request: the service's default max_predict_inputs
+
+
 def predict(
     model_id: Annotated[str, typer.Argument(help="The model's id.")],
     texts: Annotated[list[str] | None, typer.Argument(help="Texts to classify.")] = None,
     file: Annotated[Path | None, typer.Option("--file", exists=True, dir_okay=False, help="One text per line.")] = None,
+    pairs: Annotated[bool, typer.Option(help="Each text (line) is a sentence pair: first<TAB>second.")] = False,
+    batch_above: Annotated[
+        int, typer.Option(help="Past this many texts, a batch prediction job on a worker predicts them.", min=1)
+    ] = 2000,
     abstain_below: Annotated[
         float | None, typer.Option(help="Label null (shown as '-') for a top score under this.", min=0, max=1)
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Classify TEXTS (or every line of --file) with MODEL."""
-    inputs = list(texts or [])
+    """Classify TEXTS (or every line of --file) with MODEL: up to --batch-above texts through
+    /predict, 256 a request; more as a batch prediction job (rows printed as CSV, or JSONL with --json)."""
+    inputs: list = list(texts or [])
     if file is not None:
         inputs += [line for line in file.read_text().splitlines() if line.strip()]
     if not inputs:
         raise typer.BadParameter("give texts as arguments or --file")
+    if pairs:
+        inputs = [split_pair(number, text) for number, text in enumerate(inputs, start=1)]
     with api() as thaw:
-        predictions = thaw.predict(model_id, inputs, abstain_below)
+        if len(inputs) > batch_above:
+            if abstain_below is not None:
+                raise typer.BadParameter("--abstain-below: a batch job uses the model's own abstain_below")
+            return predict_as_batch(thaw, model_id, inputs, as_json)
+        predictions = [
+            p
+            for at in range(0, len(inputs), CHUNK)
+            for p in thaw.predict(model_id, inputs[at : at + CHUNK], abstain_below)
+        ]
     if as_json:
         return print_json(predictions)
-    rows = [(text, p.label or "-", f"{p.score:.3f}") for text, p in zip(inputs, predictions, strict=True)]
+    shown = ["\t".join(text) if pairs else text for text in inputs]
+    rows = [(text, p.label or "-", f"{p.score:.3f}") for text, p in zip(shown, predictions, strict=True)]
     table(None, ["text", "label", "score"], rows)
+
+
+def split_pair(number: int, line: str) -> tuple[str, str]:
+    parts = line.split("\t")
+    if len(parts) != 2:
+        raise typer.BadParameter(f"text {number}: a pair is first<TAB>second, got {len(parts)} part(s)")
+    return parts[0], parts[1]

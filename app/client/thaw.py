@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import tarfile
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
@@ -14,6 +13,8 @@ import httpx
 
 from app.client.config import Connection
 from app.client.errors import JobFailed, ServiceUnavailable, raise_for
+from app.client.polling import poll
+from app.client.runs import ModelRuns
 from app.schemas.resources import (
     BaseModelsPublic,
     DatasetPublic,
@@ -35,7 +36,7 @@ FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 T = TypeVar("T")
 
 
-class Thaw:
+class Thaw(ModelRuns):
     """A client of one Thaw service. `url` and `key` default to THAW_URL / THAW_API_KEY, then the
     config file `thaw` writes (see app/client/config.py). Pass `http` to reuse an httpx.Client."""
 
@@ -246,27 +247,6 @@ class Thaw:
             timeout,
             f"experiment {experiment_id}",
         )
-
-
-def poll(
-    fetch: Callable[[], T],
-    finished: Callable[[T], bool],
-    on_progress: Callable[[T], None] | None,
-    poll_seconds: float,
-    timeout: float | None,
-    what: str,
-) -> T:
-    """`fetch()` until `finished` says so, showing each state to `on_progress`; TimeoutError past `timeout`."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        state = fetch()
-        if on_progress is not None:
-            on_progress(state)
-        if finished(state):
-            return state
-        if deadline is not None and time.monotonic() > deadline:
-            raise TimeoutError(f"{what} is still {getattr(state, 'status', 'unfinished')} after {timeout} s")
-        time.sleep(poll_seconds)
 
 
 def server_sent_events(lines: Iterator[str]) -> Iterator[tuple[str, dict[str, Any]]]:

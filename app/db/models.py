@@ -1,4 +1,5 @@
-"""Tables: tenants and their API keys, datasets, jobs with their events, and trained models."""
+"""Tables: tenants and their API keys, datasets, jobs with their events, trained models and the
+evaluations and batch predictions run with them."""
 
 from __future__ import annotations
 
@@ -156,3 +157,25 @@ class WebhookDelivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class ModelRun(Base):
+    """A trained model run over a stored dataset on a worker: an `evaluation` (its report in
+    `result`) or a batch `prediction` (its rows in the artifact store, under the run's id)."""
+
+    __tablename__ = "model_runs"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    model_id: Mapped[str] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
+    dataset_id: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), index=True, default="queued")
+    columns: Mapped[dict[str, Any]] = mapped_column()  # text_field or text_fields, label_field
+    progress: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    result: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -101,6 +101,21 @@ class JobEventsPublic(Public):
     items: list[JobEventPublic]
 
 
+class CheckpointPublic(Public):
+    step: int = Field(description="Optimizer steps done when the epoch ended.")
+    epoch: int
+    stage: int | None = Field(description="The stage (from 1) of a staged job; null otherwise.")
+    member: int | None = Field(description="The ensemble member (from 1); null otherwise.")
+    train_loss: float | None = Field(description="The mean training loss of the epoch's steps (main task).")
+    metrics: dict[str, float] = Field(description="Validation metrics: accuracy, macro_f1 (micro_f1, threshold).")
+    best: bool = Field(description="The epoch its run kept: the best by eval_metric, the one the model holds.")
+    at: datetime
+
+
+class CheckpointsPublic(Public):
+    items: list[CheckpointPublic]
+
+
 class ModelPublic(Public):
     id: str
     job_id: str

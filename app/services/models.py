@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, and_, select
 from sqlalchemy.orm import Session
 
-from app.db.models import ApiKey, Job, Model, find
+from app.db.models import ApiKey, Job, Model, ModelRun, find
 from app.db.pagination import newest_first
 from app.services.datasets import ACTIVE
 from app.services.errors import Conflict, NotFound
@@ -69,6 +69,15 @@ def delete_model(session: Session, store: ArtifactStore, *, tenant_id: str, mode
     for job in session.scalars(select(Job).where(Job.tenant_id == tenant_id, Job.status.in_(ACTIVE))):
         if model_id in referenced_models(job.spec):
             raise Conflict(f"model {model_id!r} is in use by {job.status} job {job.id!r}; cancel it first")
+    runs = session.execute(
+        select(ModelRun.id, ModelRun.kind, ModelRun.status).where(ModelRun.model_id == model_id)
+    ).all()
+    for run in runs:
+        if run.status == "running":
+            raise Conflict(f"model {model_id!r} is in use by running {run.kind} {run.id!r}; delete it once that ends")
+    outputs = [run.id for run in runs if run.kind == "prediction"]  # the runs' rows go with it (ON DELETE CASCADE)
     session.delete(model)
     session.commit()  # the row goes first: a failed commit must not leave a row without its files
     store.delete_model(model_id)
+    for run_id in outputs:
+        store.delete_dataset(run_id)

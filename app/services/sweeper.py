@@ -17,7 +17,7 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from app.db.models import Job, utcnow
+from app.db.models import Job, ModelRun, utcnow
 from app.db.session import session_scope
 from app.services.jobs import Enqueue, add_event, compute_of
 from app.storage.store import ArtifactStore
@@ -70,6 +70,40 @@ def sweep(
             log.exception("could not enqueue job %s again", job_id)
             with session_scope(database_url) as session:
                 session.execute(update(Job).where(Job.id == job_id, Job.status == "queued").values(status="running"))
+    return swept
+
+
+def sweep_runs(
+    database_url: str, enqueue: Callable[[str], None], *, timeout_seconds: float, max_attempts: int
+) -> Swept:
+    """The same for model runs (evaluations, batch predictions): one whose heartbeat stopped runs
+    again from its first row (it keeps nothing between chunks), or fails once out of attempts."""
+    cutoff = utcnow() - timedelta(seconds=timeout_seconds)
+    with session_scope(database_url) as session:
+        stale = session.execute(
+            select(ModelRun.id, ModelRun.attempts).where(ModelRun.status == "running", ModelRun.heartbeat_at < cutoff)
+        ).all()
+    swept = Swept()
+    for run_id, attempts in stale:
+        lost = (ModelRun.id == run_id, ModelRun.status == "running", ModelRun.attempts == attempts)
+        silent = f"no heartbeat from attempt {attempts} for over {timeout_seconds:g}s"
+        with session_scope(database_url) as session:
+            if attempts >= max_attempts:
+                reason = f"WorkerLost: {silent}, and the run has had its {max_attempts} attempts"
+                if session.execute(
+                    update(ModelRun).where(*lost).values(status="failed", error=reason, finished_at=utcnow())
+                ).rowcount:
+                    swept.failed.append(run_id)
+            elif session.execute(update(ModelRun).where(*lost).values(status="queued")).rowcount:
+                swept.requeued.append(run_id)
+    for run_id in swept.requeued:
+        try:
+            enqueue(run_id)
+        except Exception:  # the broker is down: leave the run to the next sweep
+            log.exception("could not enqueue model run %s again", run_id)
+            with session_scope(database_url) as session:
+                queued = (ModelRun.id == run_id, ModelRun.status == "queued")
+                session.execute(update(ModelRun).where(*queued).values(status="running"))
     return swept
 
 

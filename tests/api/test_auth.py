@@ -22,6 +22,15 @@ ROUTES = [
     ("post", "/v1/experiments"),
     ("get", "/v1/experiments/exp_x"),
     ("post", "/v1/experiments/exp_x/cancel"),
+    ("get", "/v1/jobs/job_x/checkpoints"),
+    ("post", "/v1/models/mdl_x/evaluations"),
+    ("get", "/v1/models/mdl_x/evaluations"),
+    ("get", "/v1/evaluations/eval_x"),
+    ("post", "/v1/predictions"),
+    ("get", "/v1/predictions"),
+    ("get", "/v1/predictions/pred_x"),
+    ("delete", "/v1/predictions/pred_x"),
+    ("get", "/v1/predictions/pred_x/output"),
 ]
 
 
@@ -43,6 +52,7 @@ def test_every_v1_route_is_in_the_auth_table(client):
     normalised = {
         (m, p.replace("{dataset_id}", "ds_x").replace("{job_id}", "job_x").replace("{model_id}", "mdl_x"))
         for m, p in ((m, p.replace("{experiment_id}", "exp_x")) for m, p in documented)
+        for p in [p.replace("{evaluation_id}", "eval_x").replace("{prediction_id}", "pred_x")]
     }
     assert normalised == set(ROUTES)
 

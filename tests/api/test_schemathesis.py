@@ -43,7 +43,7 @@ def drop_the_postgres_database():
         postgres_database.__exit__(None, None, None)
 
 
-CASES = settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+CASES = settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
 
 
 @sqlite_schema.parametrize()

@@ -179,7 +179,9 @@ def test_the_job_page_draws_the_jobs_own_curves_phases_matrix_and_events(logged_
     logged_in.save_screenshot("job-page.png")
 
 
-def test_the_model_page_predicts_what_the_api_predicts_and_shows_its_errors_verbatim(logged_in: Tab, live: LiveService):
+def test_the_model_page_predicts_and_evaluates_as_the_api_does_and_shows_errors_verbatim(
+    logged_in: Tab, live: LiveService
+):
     model_id = live.jobs["fine_tuning"]["model_id"]
     card = live.get(f"/v1/models/{model_id}")
     logged_in.page.click("#nav a[data-section=models]")
@@ -227,6 +229,17 @@ def test_the_model_page_predicts_what_the_api_predicts_and_shows_its_errors_verb
     logged_in.page.click("#predict-submit")
     detail = live.post(f"/v1/models/{model_id}/predict", {"inputs": too_many}).json()["detail"]
     assert logged_in.page.wait_for_selector("#predict-output .error").inner_text() == detail
+
+    # An evaluation on the job's test set runs on the worker; the page shows the report it stored.
+    test_set = live.jobs["fine_tuning"]["spec"]["data"]["test"]
+    logged_in.page.select_option("#evaluate-dataset", test_set)
+    logged_in.page.click("#evaluate-submit")
+    shown = logged_in.page.wait_for_selector("#evaluation-output .evaluation-report", timeout=120_000)
+    (evaluation,) = live.get(f"/v1/models/{model_id}/evaluations")["items"]
+    assert evaluation["dataset_id"] == test_set and shown.get_attribute("data-id") == evaluation["id"]
+    assert f"{evaluation['result']['accuracy']:.3f}" in shown.inner_text()
+    assert evaluation["result"]["accuracy"] == card["metrics"]["test"]["accuracy"]
+    assert len(rows_of(logged_in, "table.evaluations")) == 1
 
 
 def test_the_compare_page_puts_one_point_per_picked_job_on_the_tradeoff_charts(logged_in: Tab, live: LiveService):

@@ -1,6 +1,9 @@
-"""Upload, submit, poll, predict over HTTP, with a real worker process training a tiny model."""
+"""Upload, submit, poll, predict, evaluate and batch-predict over HTTP, with a real worker process
+training a tiny model."""
 
+import json
 import threading
+import time
 
 import pytest
 
@@ -206,6 +209,67 @@ def test_a_full_queue_answers_429_with_retry_after_and_loses_no_accepted_request
     assert [answer.status_code for answer in answers] == [200, 200]
 
 
+def wait_run(service: Service, path: str, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = service.client.get(path, headers=service.headers).json()
+        if run["status"] in {"succeeded", "failed"}:
+            return run
+        time.sleep(0.2)
+    raise AssertionError(
+        f"{path} still {run['status']} after {timeout}s:\n{service.worker.log_path.read_text()[-3000:]}"
+    )
+
+
+@pytest.fixture(scope="module")
+def runs(service: Service, finished: dict) -> dict:
+    """An evaluation and a batch prediction of the model on its test set, run by the worker."""
+    model, test = finished["model_id"], finished["spec"]["data"]["test"]
+    evaluation = service.client.post(f"/v1/models/{model}/evaluations", headers=service.headers, json={"dataset": test})
+    prediction = service.client.post("/v1/predictions", headers=service.headers, json={"model": model, "dataset": test})
+    assert evaluation.status_code == prediction.status_code == 202, (evaluation.text, prediction.text)
+    return {
+        "evaluation": wait_run(service, f"/v1/evaluations/{evaluation.json()['id']}"),
+        "prediction": wait_run(service, f"/v1/predictions/{prediction.json()['id']}"),
+    }
+
+
+def test_the_worker_evaluates_the_model_on_its_test_set_as_the_job_did(service, finished, runs):
+    evaluation = runs["evaluation"]
+    assert evaluation["status"] == "succeeded", evaluation["error"]
+    report, test = evaluation["result"], finished["metrics"]["test"]
+    assert report["examples"] == len(TEST_SET) and report["accuracy"] == test["accuracy"]
+    assert report["confusion_matrix"] == test["confusion_matrix"]
+    assert report["ece"] == pytest.approx(test["ece"], abs=1e-4)
+    listed = service.client.get(f"/v1/models/{finished['model_id']}/evaluations", headers=service.headers).json()
+    assert evaluation["id"] in [item["id"] for item in listed["items"]]
+
+
+def test_the_worker_predicts_a_whole_dataset_as_predict_does(service, finished, runs):
+    prediction = runs["prediction"]
+    assert prediction["status"] == "succeeded", prediction["error"]
+    assert prediction["progress"]["rows_done"] == prediction["progress"]["rows"] == len(TEST_SET)
+    output = service.client.get(f"/v1/predictions/{prediction['id']}/output", headers=service.headers)
+    rows = [json.loads(line) for line in output.text.splitlines()]
+    served = service.client.post(
+        f"/v1/models/{finished['model_id']}/predict", headers=service.headers, json={"inputs": TEST_SET.texts}
+    ).json()["predictions"]
+    assert [row["text"] for row in rows] == TEST_SET.texts
+    assert [row["label"] for row in rows] == [p["label"] for p in served]
+
+
+def test_checkpoints_list_each_epochs_evaluation_and_mark_the_one_kept(service, finished):
+    items = service.client.get(f"/v1/jobs/{finished['id']}/checkpoints", headers=service.headers).json()["items"]
+    history = finished["metrics"]["history"]
+    assert [c["epoch"] for c in items] == [1, 2, 3, 4]
+    assert [c["step"] for c in items] == [17, 34, 51, 68]  # 270 training rows (30 held out) in batches of 16
+    for checkpoint, epoch in zip(items, history, strict=True):
+        assert checkpoint["metrics"]["accuracy"] == epoch["accuracy"] and checkpoint["train_loss"] > 0
+        assert checkpoint["stage"] is None and checkpoint["member"] is None
+    assert [c["epoch"] for c in items if c["best"]] == [finished["metrics"]["best_epoch"]]
+    assert items[-1]["train_loss"] < items[0]["train_loss"]
+
+
 def test_a_corrupt_model_is_reported_not_served(service, finished):
     model_id = finished["model_id"]
     weights = service.settings.resolved_artifacts_dir / "models" / model_id / "model.safetensors"
@@ -227,7 +291,7 @@ def test_a_corrupt_model_is_reported_not_served(service, finished):
     assert response.status_code == 200
 
 
-def test_another_tenant_finds_nothing_on_any_route(service, finished):
+def test_another_tenant_finds_nothing_on_any_route(service, finished, runs):
     """Walks every /v1 route of the OpenAPI schema with a second tenant's key, on the first tenant's
     real dataset, job and model."""
     owner, intruder = service.headers, auth_for(service, "intruder-walk")
@@ -237,12 +301,15 @@ def test_another_tenant_finds_nothing_on_any_route(service, finished):
     service.client.post(f"/v1/experiments/{experiment_id}/cancel", headers=owner)  # its run need not train
     ids = {"dataset_id": train, "job_id": finished["id"], "model_id": finished["model_id"]}
     ids["experiment_id"] = experiment_id
+    ids["evaluation_id"], ids["prediction_id"] = runs["evaluation"]["id"], runs["prediction"]["id"]
     walked = 0
     for path, item in service.client.get("/openapi.json").json()["paths"].items():
         if not path.startswith("/v1"):
             continue
         for method in item:
             body = {"inputs": ["good"]} if path.endswith("/predict") else None
+            if path.endswith("/evaluations") and method == "post":
+                body = {"dataset": train}  # a valid body: the model, not the body, must be what refuses
             response = service.client.request(method, path.format(**ids), headers=intruder, json=body)
             if "{" in path:
                 assert response.status_code == 404, (method, path, response.text)
@@ -261,7 +328,12 @@ def test_another_tenant_finds_nothing_on_any_route(service, finished):
     ):
         stolen = service.client.post("/v1/jobs", headers=intruder, json=spec)
         assert stolen.status_code == 422 and "not found" in stolen.json()["detail"]
-    for path in (f"/v1/datasets/{train}", f"/v1/jobs/{finished['id']}", f"/v1/models/{finished['model_id']}"):
+    for path in (
+        f"/v1/datasets/{train}",
+        f"/v1/jobs/{finished['id']}",
+        f"/v1/models/{finished['model_id']}",
+        f"/v1/predictions/{ids['prediction_id']}",
+    ):
         assert service.client.get(path, headers=owner).status_code == 200  # the intruder's deletes did nothing
 
 

@@ -10,9 +10,18 @@ from app.api.deps import CatalogDep, SessionDep, SettingsDep, StoreDep, TenantDe
 from app.api.rate_limits import JobsLimit
 from app.db.models import Job, utcnow
 from app.queue import job_sender
-from app.schemas.resources import JobCreated, JobEventPublic, JobEventsPublic, JobPublic, JobsPublic, Timings
+from app.schemas.resources import (
+    CheckpointsPublic,
+    JobCreated,
+    JobEventPublic,
+    JobEventsPublic,
+    JobPublic,
+    JobsPublic,
+    Timings,
+)
 from app.schemas.spec import JobSpec
 from app.services import jobs as service
+from app.services.checkpoints import list_checkpoints
 from app.services.webhook_policy import WebhookPolicy
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -142,6 +151,14 @@ def list_events(
         return sse.job_event_stream(request, settings.resolved_database_url, job_id, after)
     events = service.list_events(session, tenant_id=tenant.id, job_id=job_id)
     return JobEventsPublic(items=[JobEventPublic.model_validate(e) for e in events])
+
+
+@router.get("/{job_id}/checkpoints", response_model=CheckpointsPublic)
+def checkpoints(job_id: str, session: SessionDep, tenant: TenantDep) -> CheckpointsPublic:
+    """One checkpoint per validation at an epoch's end, oldest first, with its step, epoch, training
+    loss and metrics; `best` marks the epoch each run kept (a stage, an ensemble member). Only the
+    best one's weights are kept, as the model; a job that had no validation rows lists none."""
+    return CheckpointsPublic(items=list_checkpoints(session, tenant_id=tenant.id, job_id=job_id))
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic)

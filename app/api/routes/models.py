@@ -27,6 +27,7 @@ from app.services import models as service
 from app.services.errors import InvalidInput, NotFound, RateLimited
 from app.services.exports import ExportFormat, export_archive
 from app.services.models import Servable
+from app.serving.abstention import abstain
 from app.serving.errors import Overloaded, Unloaded
 from app.storage.store import ArtifactStore
 
@@ -147,13 +148,6 @@ async def answer(
         return PredictResponse(predictions=abstain(await predict_once(), below))
     except Unloaded:  # evicted while the request waited: loaded again, once
         return PredictResponse(predictions=abstain(await predict_once(), below))
-
-
-def abstain(predictions: list[dict[str, Any]], below: float | None) -> list[dict[str, Any]]:
-    """Predictions whose top score is under `below` lose their label (null); their scores stay."""
-    if below is None:
-        return predictions
-    return [{**p, "label": None} if p["score"] < below else p for p in predictions]
 
 
 def check_inputs(body: PredictRequest, settings: Settings) -> None:

@@ -1,7 +1,8 @@
-// One model: its card, its metrics, and a box to try predictions on texts typed in.
+// One model: its card, its metrics, a box to try predictions on texts typed in, and its evaluations.
 import { api } from "../api.js";
 import { errorBox, facts, h, link, section, table } from "../dom.js";
 import { bytes, dateTime, integer, metric, seconds, share } from "../format.js";
+import { evaluationsPanel } from "../components/evaluations.js";
 import { metricsReport } from "../components/metrics_report.js";
 
 function card(model) {
@@ -119,5 +120,6 @@ export async function render(root, { params }) {
     h("div", { class: "page-head" }, h("h1", {}, "Model ", h("span", { class: "mono" }, model.id))),
     h("div", { class: "two-columns" }, section("Card", card(model)), section("Try it", predictBox(model))),
     section("Metrics", metricsReport(model.metrics)),
+    section("Evaluations", await evaluationsPanel(model)),
   );
 }
