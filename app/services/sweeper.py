@@ -85,7 +85,12 @@ def sweep_runs(
         ).all()
     swept = Swept()
     for run_id, attempts in stale:
-        lost = (ModelRun.id == run_id, ModelRun.status == "running", ModelRun.attempts == attempts)
+        lost = (
+            ModelRun.id == run_id,
+            ModelRun.status == "running",
+            ModelRun.attempts == attempts,
+            ModelRun.heartbeat_at < cutoff,  # a beat since the select: the run is alive after all
+        )
         silent = f"no heartbeat from attempt {attempts} for over {timeout_seconds:g}s"
         with session_scope(database_url) as session:
             if attempts >= max_attempts:
