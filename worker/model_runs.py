@@ -23,20 +23,15 @@ from app.config import Settings
 from app.db.models import Model, ModelRun, utcnow
 from app.db.session import session_scope
 from app.logs import job_context
-from app.schemas.spec import JobSpec, labels_of
+from app.schemas.spec import JobSpec, task_label
 from app.serving.abstention import abstain
 from app.serving.predictions import format_predictions
 from app.storage.store import ArtifactStore, build_store
-from worker.runner import Heartbeat
+from worker.runner import Heartbeat, held_by
 
 log = logging.getLogger(__name__)
 
 CHUNK_ROWS = 512  # rows per forward call: progress (and the heartbeat) moves at least this often
-
-
-def held_by(run_id: str, attempt: int) -> tuple[Any, ...]:
-    """Every worker-side write is conditional on the run still being this attempt's."""
-    return (ModelRun.id == run_id, ModelRun.status == "running", ModelRun.attempts == attempt)
 
 
 @dataclass(frozen=True)
@@ -71,7 +66,7 @@ def execute(settings: Settings, run: ClaimedRun) -> None:
         rows = store.read_dataset(run.dataset_id)
         probabilities, loaded = predict_rows(settings, store, run, rows)
         if run.kind == "evaluation":
-            gold = [_gold(row[run.columns["label_field"]], run.spec) for row in rows]
+            gold = [task_label(row[run.columns["label_field"]], run.spec) for row in rows]
             result = evaluation_report(
                 loaded.labels, gold, probabilities, multi_label=loaded.multi_label, threshold=loaded.threshold
             )
@@ -139,11 +134,6 @@ def _text(row: dict[str, Any], columns: dict[str, Any]) -> str | tuple[str, str]
     return row[columns["text_field"]]
 
 
-def _gold(value: Any, spec: JobSpec) -> str | tuple[str, ...]:
-    names = labels_of(value, spec)
-    return tuple(names) if spec.task == "multi_label" else names[0]
-
-
 def output_rows(
     rows: list[dict[str, Any]], columns: dict[str, Any], predictions: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
@@ -163,7 +153,7 @@ def report_progress(url: str, run: ClaimedRun, done: int, total: int, started: f
         "elapsed_seconds": round(time.monotonic() - started, 2),
     }
     with session_scope(url) as session:
-        mine = held_by(run.id, run.attempt)
+        mine = held_by(run.id, run.attempt, ModelRun)
         session.execute(update(ModelRun).where(*mine).values(progress=progress, heartbeat_at=utcnow()))
 
 
@@ -173,6 +163,6 @@ def finish(
     with session_scope(url) as session:
         session.execute(
             update(ModelRun)
-            .where(*held_by(run.id, run.attempt))
+            .where(*held_by(run.id, run.attempt, ModelRun))
             .values(status=status, result=result, error=error, finished_at=utcnow())
         )

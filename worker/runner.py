@@ -29,7 +29,7 @@ from app.db.models import Job, Model, new_id, utcnow
 from app.db.session import session_scope
 from app.logs import job_context
 from app.schemas.recipes import with_stage_jobs
-from app.schemas.spec import JobSpec, labels_of
+from app.schemas.spec import JobSpec, task_label
 from app.services.jobs import FINISHED, add_event
 from app.storage.store import ArtifactStore, build_store
 from worker.distributed_launch import launch_ranks
@@ -37,10 +37,11 @@ from worker.distributed_launch import launch_ranks
 log = logging.getLogger(__name__)
 
 
-def held_by(job_id: str, attempt: int) -> tuple[Any, ...]:
-    """The row is still this attempt's: every worker-side write is conditional on it, so a worker
-    that lost its job to the sweeper (or to a second delivery) can no longer touch it."""
-    return (Job.id == job_id, Job.status == "running", Job.attempts == attempt)
+def held_by(job_id: str, attempt: int, table: Any = Job) -> tuple[Any, ...]:
+    """The row (a job's, or a model run's: `table` ModelRun) is still this attempt's: every
+    worker-side write is conditional on it, so a worker that lost its job to the sweeper (or to a
+    second delivery) can no longer touch it."""
+    return (table.id == job_id, table.status == "running", table.attempts == attempt)
 
 
 class JobCallbacks:
@@ -124,11 +125,7 @@ class Heartbeat:
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             with _tolerant("heartbeat"), session_scope(self.url) as session:
-                mine = (
-                    self.table.id == self.job_id,
-                    self.table.status == "running",
-                    self.table.attempts == self.attempt,
-                )
+                mine = held_by(self.job_id, self.attempt, self.table)
                 session.execute(update(self.table).where(*mine).values(heartbeat_at=utcnow()))
 
 
@@ -191,8 +188,7 @@ def load_task_data(store: ArtifactStore, spec: JobSpec) -> TaskData:
         return tuple(row[f] for f in spec.text_fields) if spec.text_fields else row[spec.text_field]
 
     def label(row: dict) -> str | tuple[str, ...]:
-        names = labels_of(row[spec.label_field], spec)
-        return tuple(names) if spec.task == "multi_label" else names[0]
+        return task_label(row[spec.label_field], spec)
 
     def read(dataset_id: str | None) -> LabeledTexts | None:
         if dataset_id is None:

@@ -505,6 +505,12 @@ def undistributable_options(spec: JobSpec) -> list[str]:
     return refused
 
 
+def task_label(value: str | list[str], spec: JobSpec) -> str | tuple[str, ...]:
+    """A row's label cell as the engine takes it: a name (single_label) or a tuple of names."""
+    names = labels_of(value, spec)
+    return tuple(names) if spec.task == "multi_label" else names[0]
+
+
 def labels_of(value: str | list[str], spec: JobSpec) -> list[str]:
     """A row's label cell as the task reads it: multi_label takes a list, or splits a delimited string."""
     if spec.task == "single_label":
