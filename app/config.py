@@ -16,6 +16,12 @@ class Settings(BaseSettings):
 
     host: str = Field("127.0.0.1", description="Address the API listens on.")
     port: int = Field(8000, description="Port the API listens on.")
+    shutdown_grace_seconds: float = Field(
+        20.0,
+        gt=0,
+        description="Told to stop (SIGTERM, Ctrl-C), the API waits this long for requests in flight (event "
+        "streams end at once) and `thaw run` this long for its API and worker, before it kills them.",
+    )
     var_dir: Path = Field(Path("var"), description="Where the embedded defaults keep their files.")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default: a SQLite file under var_dir.")
     broker_url: str | None = Field(

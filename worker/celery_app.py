@@ -13,6 +13,7 @@ from app.config import get_settings
 from app.logs import configure_logging
 from app.queue import make_celery
 from app.services.routing import gpu_slices
+from worker import draining
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,17 @@ def _pin_gpus(**_kwargs: object) -> None:
     else:  # no share for this process: hide the GPUs rather than let two processes share one
         log.error("pool process %d has no share of GPUs %s; it sees none", index, settings.worker_gpus)
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
+
+
+@signals.task_prerun.connect
+def _listen_for_sigterm(**_kwargs: object) -> None:
+    draining.listen()
+
+
+@signals.worker_shutting_down.connect
+def _drain_pool_processes(how: str = "Warm", **_kwargs: object) -> None:
+    """A warm shutdown waits for the running task: tell it to give its job back (worker/draining.py)."""
+    draining.on_shutdown(how)
 
 
 @signals.setup_logging.connect

@@ -27,11 +27,16 @@ from app.schemas.spec import JobSpec, task_label
 from app.serving.abstention import abstain
 from app.serving.predictions import format_predictions
 from app.storage.store import ArtifactStore, build_store
-from worker.runner import Heartbeat, held_by
+from worker.draining import draining
+from worker.runner import Heartbeat, held_by, requeue
 
 log = logging.getLogger(__name__)
 
 CHUNK_ROWS = 512  # rows per forward call: progress (and the heartbeat) moves at least this often
+
+
+class Stopping(Exception):
+    """The worker was told to stop (worker/draining.py) between two chunks."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,8 @@ def execute(settings: Settings, run: ClaimedRun) -> None:
             store.write_dataset(run.id, output_rows(rows, run.columns, abstain(predictions, run.abstain_below)))
             result = {"rows": len(rows), "labels": loaded.labels, "formats": ["jsonl", "csv"]}
         finish(url, run, "succeeded", result=result)
+    except Stopping:
+        give_back(settings, run)
     except Exception as error:
         log.exception("model run %s failed", run.id)
         finish(url, run, "failed", error=f"{type(error).__name__}: {error}")
@@ -120,6 +127,8 @@ def predict_rows(
     texts = [_text(row, run.columns) for row in rows]
     chunks, started = [], time.monotonic()
     for start in range(0, len(texts), CHUNK_ROWS):
+        if draining():
+            raise Stopping(f"stopped after {start} of {len(texts)} rows")
         chunks.append(loaded.probabilities(texts[start : start + CHUNK_ROWS]))
         report_progress(settings.resolved_database_url, run, min(start + CHUNK_ROWS, len(texts)), len(texts), started)
     if not chunks:
@@ -155,6 +164,14 @@ def report_progress(url: str, run: ClaimedRun, done: int, total: int, started: f
     with session_scope(url) as session:
         mine = held_by(run.id, run.attempt, ModelRun)
         session.execute(update(ModelRun).where(*mine).values(progress=progress, heartbeat_at=utcnow()))
+
+
+def give_back(settings: Settings, run: ClaimedRun) -> None:
+    """Queue the run again, for the next worker to run from its first row."""
+    from app.queue import make_celery, run_sender
+
+    send = run_sender(make_celery(settings), settings)
+    requeue(settings.resolved_database_url, ModelRun, run.id, run.attempt, lambda: send(run.id))
 
 
 def finish(

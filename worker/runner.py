@@ -9,13 +9,14 @@ import contextvars
 import logging
 import threading
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, literal, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.orm import Session
 
 from app.adaptation import Cancelled, Checkpoints, LabeledTexts, Paused, Progress, TaskData, adapt
 from app.adaptation.callbacks import Callbacks
@@ -33,6 +34,7 @@ from app.schemas.spec import JobSpec, task_label
 from app.services.jobs import FINISHED, add_event
 from app.storage.store import ArtifactStore, build_store
 from worker.distributed_launch import launch_ranks
+from worker.draining import draining
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +88,8 @@ class JobCallbacks:
         """Cancelled, or no longer this attempt's job."""
         with _tolerant("cancellation check"), session_scope(self.url) as session:
             job = session.get(Job, self.job_id)
-            self.pause_requested = bool(job.pause_requested)
+            # A worker told to stop pauses too, and then queues the job again (train_and_record).
+            self.pause_requested = bool(job.pause_requested) or draining()
             return bool(job.cancel_requested) or job.status != "running" or job.attempts != self.attempt
         return False
 
@@ -282,7 +285,8 @@ def train_and_record(
     callbacks: Callbacks,
     checkpoints: Checkpoints,
 ) -> bool:
-    """Train, then record how the run ended: published, paused or cancelled. True when the job ended
+    """Train, then record how the run ended: published, paused (queued again when the worker is
+    stopping) or cancelled. True when the job ended
     under this attempt. What a job's one process does, and rank 0 of a distributed job; any other
     error is the caller's to record (`_run_job`, or for a distributed job the launcher's)."""
     url = settings.resolved_database_url
@@ -292,7 +296,10 @@ def train_and_record(
         result = train(settings, store, spec, callbacks, checkpoints, tenant_id)
         return publish(url, store, job_id, attempt, spec, result)
     except Paused as pause:
-        pause_job_run(url, job_id, attempt, str(pause))
+        if draining():
+            give_back(settings, job_id, attempt, str(pause), spec)
+        else:
+            pause_job_run(url, job_id, attempt, str(pause))
         return False
     except Cancelled as stop:
         return finish(url, job_id, attempt, "cancelled", None, f"cancelled: {stop}")
@@ -319,6 +326,43 @@ def pause_job_run(url: str, job_id: str, attempt: int, message: str) -> None:
         ).rowcount
         if paused:
             add_event(session, job_id, "paused", f"{message}; a checkpoint holds the run until it is resumed")
+
+
+def give_back(settings: Settings, job_id: str, attempt: int, message: str, spec: JobSpec) -> None:
+    """The worker is stopping: queue the job again on its route. It goes on from the checkpoint just
+    written where that checkpoint is (this node; every node with shared checkpoints), and from the
+    start elsewhere."""
+    from app.queue import job_sender, make_celery
+
+    def note(session: Session) -> None:
+        add_event(session, job_id, "requeued", f"the worker is stopping: {message}; queued again to go on from there")
+
+    send = job_sender(make_celery(settings), settings)
+    requeue(settings.resolved_database_url, Job, job_id, attempt, lambda: send(job_id, spec.compute), note)
+
+
+def requeue(
+    url: str,
+    table: Any,
+    row_id: str,
+    attempt: int,
+    send: Callable[[], None],
+    note: Callable[[Session], None] = lambda _session: None,
+) -> None:
+    """This attempt's row (a job's, or a model run's) back to `queued`, `note` in the same
+    transaction, then `send` its message. With the broker down the row goes back to `running`,
+    without a heartbeat from now on, and the sweeper queues it once the broker is back."""
+    with session_scope(url) as session:
+        if not session.execute(update(table).where(*held_by(row_id, attempt, table)).values(status="queued")).rowcount:
+            return
+        note(session)
+    try:
+        send()
+    except Exception:
+        log.exception("could not queue %s again; the sweeper will", row_id)
+        with session_scope(url) as session:
+            queued = (table.id == row_id, table.status == "queued")
+            session.execute(update(table).where(*queued).values(status="running"))
 
 
 def publish(url: str, store: ArtifactStore, job_id: str, attempt: int, spec: JobSpec, result: AdaptationResult) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -23,6 +24,7 @@ from app.api.routes import (
     predictions,
     ui,
 )
+from app.api.stopping import note_stop_signals
 from app.catalog import Catalog
 from app.config import Settings, get_settings
 from app.logs import configure_logging
@@ -47,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.celery = make_celery(settings)
     app.state.serving = None  # created on the first prediction (app/api/deps.py)
     app.state.model_cache = None
+    app.state.stopping = threading.Event()  # set by SIGTERM or Ctrl-C: event streams end (app/api/stopping.py)
     app.state.metrics = build_metrics(settings, app.state.celery, lambda: app.state.model_cache)
     app.state.rate_limits = build_rate_limits(settings.predict_requests_per_minute, settings.job_submissions_per_minute)
     install_error_handlers(app)
@@ -77,9 +80,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         sweeper = Sweeper(settings.sweep_interval_seconds, run)
         sweeper.start()
     dispatcher = start_dispatcher(settings)
+    restore_signals = note_stop_signals(app.state.stopping)
     try:
         yield
     finally:
+        restore_signals()
         if dispatcher is not None:
             dispatcher.stop()
         if sweeper is not None:

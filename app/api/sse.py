@@ -143,13 +143,17 @@ async def job_messages(
 
 
 def job_event_stream(request: Request, database_url: str, job_id: str, after: int) -> StreamingResponse:
-    """The response that streams a job's events; the caller has checked that the job is theirs."""
+    """The response that streams a job's events; the caller has checked that the job is theirs. It
+    also ends when the API is stopping (app/api/stopping.py): the client reconnects elsewhere."""
 
     async def read(since: int, sent: frozenset[int]) -> JobState | None:
         return await run_in_threadpool(read_job_state, database_url, job_id, since, sent)
 
+    async def gone() -> bool:
+        return request.app.state.stopping.is_set() or await request.is_disconnected()
+
     return StreamingResponse(
-        job_messages(read, after, request.is_disconnected, POLL_SECONDS, KEEP_ALIVE_SECONDS),
+        job_messages(read, after, gone, POLL_SECONDS, KEEP_ALIVE_SECONDS),
         media_type=MEDIA_TYPE,
         # No caching, and no buffering by a proxy (nginx) that would hold the events back.
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},

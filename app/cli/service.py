@@ -98,6 +98,8 @@ def api_command() -> list[str]:
         settings.host,
         "--port",
         str(settings.port),
+        "--timeout-graceful-shutdown",
+        str(round(settings.shutdown_grace_seconds)),
     ]
 
 
@@ -153,7 +155,7 @@ def start_worker() -> subprocess.Popen:
     """The worker of the settings (THAW_WORKER_*; by default one process on the cpu queue) as a child
     process: what `thaw run` supervises."""
     launch = worker_launch()
-    return subprocess.Popen(launch.argv, cwd=ROOT, env={**os.environ, **launch.env})
+    return subprocess.Popen(launch.argv, cwd=ROOT, env={**os.environ, **launch.env}, start_new_session=True)
 
 
 def serve() -> None:
@@ -201,9 +203,12 @@ def worker(
 
 
 def run() -> None:
-    """API and one worker; the worker is restarted whenever it dies. Ctrl-C stops both."""
+    """API and one worker; the worker is restarted whenever it dies. Ctrl-C or SIGTERM stops both: the
+    API finishes the requests in flight, the worker gives back the job it trains (worker/draining.py)."""
     settings = get_settings()
-    api = subprocess.Popen(api_command(), cwd=ROOT)
+    # Each child in a session of its own: a terminal's Ctrl-C reaches this process alone, which
+    # stops them as SIGTERM does (a worker that saw the SIGINT itself would kill its job mid-step).
+    api = subprocess.Popen(api_command(), cwd=ROOT, start_new_session=True)
     work = start_worker()
     typer.echo(f"Thaw is up at http://{settings.host}:{settings.port} (API docs at /docs)")
     stopping = False
@@ -229,9 +234,12 @@ def run() -> None:
     for process in (work, api):
         if process.poll() is None:
             process.terminate()
+    deadline = time.monotonic() + settings.shutdown_grace_seconds
     for process in (work, api):
         try:
-            process.wait(timeout=30)
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            process.kill()
+            typer.echo(f"process {process.pid} did not stop within the grace period; killing it", err=True)
+            os.killpg(process.pid, signal.SIGKILL)  # its session: the worker's pool processes too
+            process.wait()
     raise typer.Exit(0 if stopping else 1)

@@ -193,3 +193,36 @@ def test_a_run_on_a_corrupt_model_fails_and_says_why(client, headers, settings, 
     failed = client.get(f"/v1/evaluations/{run_id}", headers=headers).json()
     assert failed["status"] == "failed" and failed["result"] is None
     assert failed["error"].startswith("CorruptArtifact:") and "model.safetensors" in failed["error"]
+
+
+def queued_run_ids(settings) -> list[str]:
+    """The run ids of the model-run messages waiting on the settings' queue (taken off it)."""
+    from queue import Empty
+
+    from app.queue import MODEL_RUN_TASK, make_celery
+
+    ids = []
+    with make_celery(settings).connection_for_read() as connection:
+        waiting = connection.SimpleQueue(settings.queue)
+        while True:
+            try:
+                message = waiting.get(timeout=1)
+            except Empty:
+                return ids
+            if message.headers["task"] == MODEL_RUN_TASK:
+                ids.append(message.payload[0][0])  # protocol 2: (args, kwargs, embed)
+            message.ack()
+
+
+def test_a_worker_told_to_stop_gives_the_run_back_to_the_queue(client, headers, settings, model_id, monkeypatch):
+    """The worker got SIGTERM (worker/draining.py): the run goes back to `queued`, with a message for
+    the next worker, and writes no output; the end-to-end stop is tests/e2e/test_run_supervisor.py."""
+    dataset = upload(client, headers, "test.csv", as_csv(TEST_SET))
+    run_id = client.post("/v1/predictions", headers=headers, json={"model": model_id, "dataset": dataset}).json()["id"]
+    assert queued_run_ids(settings) == [run_id]  # what the API sent
+    monkeypatch.setattr("worker.model_runs.draining", lambda: True)
+    run_model_run(settings, run_id)
+    run = client.get(f"/v1/predictions/{run_id}", headers=headers).json()
+    assert (run["status"], run["attempts"], run["error"]) == ("queued", 1, None)
+    assert queued_run_ids(settings) == [run_id]  # sent again, for the next worker
+    assert not LocalArtifactStore(settings.resolved_artifacts_dir).dataset_path(run_id).exists()

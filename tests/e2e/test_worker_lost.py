@@ -144,3 +144,26 @@ def test_an_api_killed_and_restarted_loses_nothing(service, tmp_path):
     finally:
         api.kill()
         api.wait()
+
+
+def test_a_worker_sent_sigterm_gives_back_its_job_and_the_next_goes_on_from_there(service, unbroken):
+    """SIGTERM to the worker's main process alone, as `docker stop` and Kubernetes send it: the job
+    checkpoints at once and is queued again, the worker exits, and the next one ends the job where an
+    unbroken run ends."""
+    job_id = submit(service)
+    service.wait_for_step(job_id, 15)  # mid-epoch 1: no checkpoint is due before step 20
+    os.kill(service.worker.process.pid, signal.SIGTERM)
+    service.worker.process.wait(timeout=30)  # Celery alone would wait for the whole job
+    queued = service.client.get(f"/v1/jobs/{job_id}", headers=service.headers).json()
+    assert queued["status"] == "queued" and queued["attempts"] == 1
+    history = events(service, job_id)
+    given_back = history[-1]
+    assert given_back["kind"] == "requeued" and "the worker is stopping" in given_back["message"]
+    stopped_at = int(given_back["message"].split("paused at step ")[1].split()[0])
+    service.worker = WorkerProcess(service.settings)
+    service.worker.wait_ready()
+    job = service.wait(job_id, timeout=180)
+    assert job["status"] == "succeeded", job["error"]
+    assert job["attempts"] == 2 and job["metrics"]["resumed_from_step"] == stopped_at
+    assert job["metrics"]["history"] == unbroken["metrics"]["history"]
+    assert service.models_of(job_id) == [job["model_id"]]
